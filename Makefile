@@ -1,0 +1,33 @@
+# Thin entry points over CMake. `make` builds build/loramix.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: all build test test-asan fuzz bench demo clean deps
+all: build
+
+deps:
+	./scripts/setup-deps.sh
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLMX_SANITIZE=ON >/dev/null
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+fuzz:
+	./scripts/fuzz.sh
+
+bench: build
+	./scripts/bench.sh
+
+demo: build
+	./scripts/demo.sh
+
+clean:
+	rm -rf build build-asan build-fuzz

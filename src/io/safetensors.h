@@ -1,0 +1,88 @@
+/*
+ * safetensors.h - reader (mmap, zero-copy, fully validated) and writer.
+ *
+ * Format (huggingface/safetensors): u64 little-endian header length N, then N
+ * bytes of UTF-8 JSON: {"name": {"dtype": "F32", "shape": [..],
+ * "data_offsets": [begin, end]}, ..., "__metadata__": {"k": "v"}}, then the
+ * raw little-endian tensor bytes; offsets are relative to the end of the
+ * header.
+ *
+ * The reader trusts nothing: header length (overflow, a sane maximum, inside
+ * the file), JSON well-formed, every entry an object with the three keys,
+ * known dtype, shape of non-negative integers whose product does not
+ * overflow, data_offsets inside the data area, end - begin = dtype size x
+ * product of shape, no two tensors overlapping, no duplicate names.
+ * Any violation is an LMX_ERR_FORMAT naming the file and the tensor.
+ */
+#ifndef LMX_SAFETENSORS_H
+#define LMX_SAFETENSORS_H
+
+#include "core/core.h"
+
+typedef enum st_dtype {
+    ST_F32 = 0,
+    ST_F16,
+    ST_BF16,
+    ST_I32,
+    ST_I64,
+    ST_DTYPE_COUNT
+} st_dtype;
+
+#define ST_MAX_DIMS 8
+#define ST_MAX_HEADER (100u * 1024u * 1024u) /* 100 MiB of JSON at most */
+
+typedef struct st_tensor {
+    const char *name;              /* NUL-terminated, owned by the file      */
+    st_dtype dtype;
+    int ndim;                      /* 0 for a scalar                         */
+    int64_t shape[ST_MAX_DIMS];
+    int64_t numel;                 /* product of shape (1 for a scalar)      */
+    const void *data;              /* points into the mapping (read-only)    */
+    size_t nbytes;
+} st_tensor;
+
+typedef struct st_file st_file;
+
+/* Map and validate a file. On error *out is NULL and the message names the
+ * file. The mapping lives until st_close. */
+lmx_status st_open(st_file **out, const char *path);
+/* The same over a caller-owned buffer (no copy; for fuzzing and tests).
+ * `label` names the buffer in error messages. */
+lmx_status st_open_buffer(st_file **out, const void *buf, size_t n, const char *label);
+void st_close(st_file *f);
+
+const char *st_path(const st_file *f);
+int st_count(const st_file *f);
+const st_tensor *st_at(const st_file *f, int i);            /* file header order */
+const st_tensor *st_find(const st_file *f, const char *name); /* NULL if absent */
+
+/* __metadata__ entries (string values only, as the format requires). */
+int st_meta_count(const st_file *f);
+void st_meta_at(const st_file *f, int i, const char **key, const char **value);
+const char *st_meta_get(const st_file *f, const char *key); /* NULL if absent */
+
+const char *st_dtype_name(st_dtype t);  /* "F32", ... */
+size_t st_dtype_size(st_dtype t);
+
+/* Convert a float tensor (F32, F16, BF16) to fp32 into dst[numel].
+ * An integer tensor is an LMX_ERR_FORMAT naming the tensor. */
+lmx_status st_to_f32(const st_tensor *t, float *dst);
+/* As above into a fresh lmx_alloc_aligned buffer (free with lmx_free). */
+lmx_status st_to_f32_alloc(const st_tensor *t, float **out);
+/* Check the shape of t exactly; the error names the key and both shapes. */
+lmx_status st_check_shape(const st_tensor *t, int ndim, const int64_t *shape);
+/* "[320, 4, 3, 3]" */
+void st_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
+
+/* ---- writer ----
+ * Tensors are added in order and written as given (the data is copied at
+ * st_writer_add time). st_writer_finish writes atomically (temp + rename). */
+typedef struct st_writer st_writer;
+lmx_status st_writer_create(st_writer **out);
+lmx_status st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim,
+                         const int64_t *shape, const void *data);
+lmx_status st_writer_meta(st_writer *w, const char *key, const char *value);
+lmx_status st_writer_finish(st_writer *w, const char *path);
+void st_writer_free(st_writer *w);
+
+#endif /* LMX_SAFETENSORS_H */

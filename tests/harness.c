@@ -1,0 +1,150 @@
+/* harness.c - see harness.h. */
+#include "harness.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int lmx_test_failures = 0;
+int lmx_test_checks = 0;
+
+int lmx_test_verbose(void) {
+    const char *v = getenv("LMX_TEST_VERBOSE");
+    return v && *v && *v != '0';
+}
+
+void lmx_err_stats(const float *a, const float *r, int64_t n, double *max_abs, double *max_ref) {
+    double ma = 0, mr = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)r[i]);
+        if (d > ma || isnan(d)) ma = isnan(d) ? INFINITY : d;
+        if (fabs((double)r[i]) > mr) mr = fabs((double)r[i]);
+    }
+    *max_abs = ma;
+    *max_ref = mr;
+}
+
+int lmx_cmp_f32(const char *what, const float *a, const float *r, int64_t n, double atol,
+                double rtol) {
+    lmx_test_checks++;
+    int64_t worst = -1, n_bad = 0;
+    double worst_excess = -1, max_abs = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)r[i]);
+        double lim = atol + rtol * fabs((double)r[i]);
+        if (isnan(a[i]) != isnan(r[i])) d = INFINITY;
+        else if (isnan(a[i])) d = 0;
+        if (d > max_abs) max_abs = d;
+        if (d > lim) n_bad++;
+        if (d - lim > worst_excess) {
+            worst_excess = d - lim;
+            worst = i;
+        }
+    }
+    int ok = n_bad == 0;
+    if (!ok || lmx_test_verbose()) {
+        fprintf(ok ? stdout : stderr,
+                "%s %s: n=%lld max_abs=%.3g bad=%lld worst[%lld] ours=%.9g ref=%.9g (atol=%.1g rtol=%.1g)\n",
+                ok ? "ok  " : "FAIL", what, (long long)n, max_abs, (long long)n_bad,
+                (long long)worst, worst >= 0 ? a[worst] : 0.0, worst >= 0 ? r[worst] : 0.0, atol,
+                rtol);
+    }
+    if (!ok) lmx_test_failures++;
+    return ok;
+}
+
+int lmx_cmp_i64(const char *what, const int64_t *a, const int64_t *r, int64_t n) {
+    lmx_test_checks++;
+    for (int64_t i = 0; i < n; i++) {
+        if (a[i] != r[i]) {
+            fprintf(stderr, "FAIL %s: first difference at [%lld]: ours=%lld ref=%lld\n", what,
+                    (long long)i, (long long)a[i], (long long)r[i]);
+            lmx_test_failures++;
+            return 0;
+        }
+    }
+    if (lmx_test_verbose()) printf("ok   %s: %lld values equal\n", what, (long long)n);
+    return 1;
+}
+
+const char *lmx_src_path(const char *rel) {
+    static _Thread_local char buf[4][1024];
+    static _Thread_local int k = 0;
+    k = (k + 1) & 3;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", LMX_SOURCE_DIR, rel);
+    return buf[k];
+}
+
+st_file *lmx_golden_open(const char *path) {
+    st_file *f = NULL;
+    lmx_test_checks++;
+    if (st_open(&f, path) != LMX_OK) {
+        fprintf(stderr, "FAIL golden file %s: %s\n  (regenerate with the command in reference/README.md)\n",
+                path, lmx_errmsg());
+        lmx_test_failures++;
+        return NULL;
+    }
+    return f;
+}
+
+float *lmx_golden_f32(st_file *f, const char *name, int64_t *numel_out) {
+    if (!f) return NULL;
+    const st_tensor *t = st_find(f, name);
+    if (!t) {
+        fprintf(stderr, "FAIL golden %s: no tensor '%s'\n", st_path(f), name);
+        lmx_test_failures++;
+        return NULL;
+    }
+    float *out = NULL;
+    if (st_to_f32_alloc(t, &out) != LMX_OK) {
+        fprintf(stderr, "FAIL golden %s: %s\n", st_path(f), lmx_errmsg());
+        lmx_test_failures++;
+        return NULL;
+    }
+    if (numel_out) *numel_out = t->numel;
+    return out;
+}
+
+int64_t *lmx_golden_i64(st_file *f, const char *name, int64_t *numel_out) {
+    if (!f) return NULL;
+    const st_tensor *t = st_find(f, name);
+    if (!t || (t->dtype != ST_I64 && t->dtype != ST_I32)) {
+        fprintf(stderr, "FAIL golden %s: no integer tensor '%s'\n", st_path(f), name);
+        lmx_test_failures++;
+        return NULL;
+    }
+    int64_t *out = lmx_malloc(sizeof(int64_t) * (size_t)(t->numel ? t->numel : 1));
+    if (!out) return NULL;
+    for (int64_t i = 0; i < t->numel; i++) {
+        if (t->dtype == ST_I64) {
+            int64_t v;
+            memcpy(&v, (const char *)t->data + 8 * i, 8);
+            out[i] = v;
+        } else {
+            int32_t v;
+            memcpy(&v, (const char *)t->data + 4 * i, 4);
+            out[i] = v;
+        }
+    }
+    if (numel_out) *numel_out = t->numel;
+    return out;
+}
+
+void lmx_fill_randn(float *x, int64_t n, uint64_t seed, float scale) {
+    lmx_prng r = {seed};
+    for (int64_t i = 0; i < n; i++) x[i] = lmx_prng_normal(&r) * scale;
+}
+
+void lmx_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi) {
+    lmx_prng r = {seed};
+    for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * lmx_prng_uniform(&r);
+}
+
+int lmx_test_finish(void) {
+    if (lmx_test_failures) {
+        fprintf(stderr, "%d of %d checks FAILED\n", lmx_test_failures, lmx_test_checks);
+        return 1;
+    }
+    printf("all %d checks passed\n", lmx_test_checks);
+    return 0;
+}

@@ -1,0 +1,77 @@
+/*
+ * harness.h - the small test harness every test binary uses.
+ *
+ * A test binary runs its checks, each of which prints a line on failure and
+ * counts it; lmx_test_finish() prints a summary and returns the exit code
+ * (non-zero on any failure), so `return lmx_test_finish();` ends main().
+ *
+ * Float comparisons follow the golden-test rule |a - r| <= atol + rtol·|r|
+ * and report the max abs error, the worst element's index and both values.
+ * Golden tensors are safetensors files under tests/fixtures/ written by
+ * reference/gen_*.py; tests open them by path relative to the source tree.
+ */
+#ifndef LMX_TEST_HARNESS_H
+#define LMX_TEST_HARNESS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/core.h"
+#include "io/safetensors.h"
+
+extern int lmx_test_failures;
+extern int lmx_test_checks;
+
+#define CHECK(cond, ...)                                                        \
+    do {                                                                        \
+        lmx_test_checks++;                                                      \
+        if (!(cond)) {                                                          \
+            lmx_test_failures++;                                                \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);    \
+            fprintf(stderr, __VA_ARGS__);                                       \
+            fputc('\n', stderr);                                                \
+        }                                                                       \
+    } while (0)
+
+/* A status must be LMX_OK; prints lmx_errmsg() otherwise. */
+#define CHECK_OK(expr)                                                          \
+    do {                                                                        \
+        lmx_status st_ = (expr);                                                \
+        lmx_test_checks++;                                                      \
+        if (st_ != LMX_OK) {                                                    \
+            lmx_test_failures++;                                                \
+            fprintf(stderr, "FAIL %s:%d: %s -> %s: %s\n", __FILE__, __LINE__,  \
+                    #expr, lmx_status_name(st_), lmx_errmsg());                 \
+        }                                                                       \
+    } while (0)
+
+/* Compare a (ours) against r (reference) elementwise. Returns 1 when every
+ * element passes, 0 otherwise (and counts a failure). Always prints one line
+ * with the max abs error when verbose or on failure. */
+int lmx_cmp_f32(const char *what, const float *a, const float *r, int64_t n, double atol,
+                double rtol);
+/* Exact equality for integer arrays. */
+int lmx_cmp_i64(const char *what, const int64_t *a, const int64_t *r, int64_t n);
+/* Max |a - r| and max |r| (for relative-to-max-magnitude tolerances). */
+void lmx_err_stats(const float *a, const float *r, int64_t n, double *max_abs, double *max_ref);
+
+/* Open a golden file; a missing file is a failure that says how to
+ * regenerate it (the file's own metadata "command" when it exists). */
+st_file *lmx_golden_open(const char *path);
+/* Fetch a tensor as fp32 (allocated; lmx_free it). Fails the test and
+ * returns NULL when absent. numel_out may be NULL. */
+float *lmx_golden_f32(st_file *f, const char *name, int64_t *numel_out);
+/* Fetch an integer tensor (I32 or I64) as int64. */
+int64_t *lmx_golden_i64(st_file *f, const char *name, int64_t *numel_out);
+
+/* Deterministic random fill, N(0,1)·scale. */
+void lmx_fill_randn(float *x, int64_t n, uint64_t seed, float scale);
+void lmx_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi);
+
+/* Path under the source tree: lmx_src_path("tests/fixtures/x") */
+const char *lmx_src_path(const char *rel);
+
+int lmx_test_verbose(void);
+int lmx_test_finish(void);
+
+#endif
