@@ -28,15 +28,16 @@
  *           fprintf(stderr, "loramix: %s\n", lmx_errmsg());
  *           return 1;
  *       }
+ *       lmx_ctx *ctx = NULL;
  *       lmx_gen_params p = lmx_gen_params_default();
  *       p.prompt = "a photo of a cat";
  *       p.seed = 42;
  *       lmx_image img = {0};
- *       if (lmx_generate(m, &p, &img, 1) != LMX_OK)
+ *       if (lmx_ctx_create(&ctx, m) != LMX_OK || lmx_generate(ctx, &p, &img) != LMX_OK ||
+ *           lmx_image_save_png(&img, "cat.png") != LMX_OK)
  *           fprintf(stderr, "loramix: %s\n", lmx_errmsg());
- *       else
- *           lmx_image_save_png(&img, "cat.png", &p);
  *       lmx_image_free(&img);
+ *       lmx_ctx_free(ctx);
  *       lmx_model_free(m);
  *       return 0;
  *   }
@@ -94,6 +95,89 @@ void lmx_log_set(lmx_log_level level, lmx_log_fn cb, void *user);
 /* Number of threads used by the compute kernels (0 = all cores). */
 void lmx_set_threads(int n_threads);
 int lmx_get_threads(void);
+
+
+/* ---- models ------------------------------------------------------------
+ * A model is a Stable Diffusion 1.x checkpoint: a diffusers folder
+ * (model_index.json, unet/, text_encoder/, vae/, tokenizer/, scheduler/) or
+ * a single-file checkpoint in the original layout (.safetensors). Weights
+ * are memory-mapped, checked tensor by tensor, converted to the compute
+ * precision and packed once. A loaded model is immutable and shareable. */
+
+typedef struct lmx_model lmx_model;
+
+typedef enum lmx_precision {
+    LMX_PREC_F32 = 0,   /* the reference: matches diffusers in fp32        */
+    LMX_PREC_BF16,      /* opt-in speed mode: bf16 weights, fp32 accumulate */
+} lmx_precision;
+
+typedef struct lmx_model_params {
+    const char *vae_path;    /* replace the VAE (folder or file); NULL = own */
+    lmx_precision precision;
+    int winograd;            /* allow Winograd 3x3 convolutions (fp32)      */
+    int n_threads;           /* 0 = all cores                               */
+} lmx_model_params;
+
+lmx_model_params lmx_model_params_default(void);
+lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_params *params);
+void lmx_model_free(lmx_model *m);
+
+/* ---- generation --------------------------------------------------------
+ * A context holds the per-thread state of generation (kernel caches,
+ * activation arena) and belongs to one thread at a time; reuse it for many
+ * images of the same model. */
+
+typedef struct lmx_ctx lmx_ctx;
+
+lmx_status lmx_ctx_create(lmx_ctx **out, const lmx_model *m);
+void lmx_ctx_free(lmx_ctx *ctx);
+
+typedef enum lmx_scheduler {
+    LMX_SCHED_DEFAULT = 0, /* the model's scheduler_config.json (PNDM for SD1.5) */
+    LMX_SCHED_DPMPP_2M,    /* DPMSolverMultistepScheduler, dpmsolver++ order 2 */
+    LMX_SCHED_DDIM,
+    LMX_SCHED_EULER,
+    LMX_SCHED_EULER_A,
+    LMX_SCHED_PNDM,
+    LMX_SCHED_COUNT
+} lmx_scheduler;
+
+const char *lmx_scheduler_name(lmx_scheduler s);           /* "dpm++2m", ... */
+lmx_status lmx_scheduler_parse(const char *name, lmx_scheduler *out);
+
+/* Progress: called after every denoising step and once per decode. */
+typedef void (*lmx_progress_fn)(int step, int n_steps, double elapsed_s, void *user);
+
+typedef struct lmx_gen_params {
+    const char *prompt;
+    const char *negative_prompt;  /* NULL or "" = empty                     */
+    int width, height;            /* pixels, multiples of 8                 */
+    int steps;
+    float guidance;               /* CFG scale; <= 1 disables CFG           */
+    uint64_t seed;                /* torch.manual_seed(seed) on the CPU     */
+    int n_images;                 /* one generator stream for the batch     */
+    lmx_scheduler scheduler;
+    const char *timestep_spacing; /* NULL = config; "linspace", "leading", "trailing" */
+    int clip_skip;                /* 0 = last layer (diffusers clip_skip=None) */
+    lmx_progress_fn progress;
+    void *progress_user;
+} lmx_gen_params;
+
+lmx_gen_params lmx_gen_params_default(void);
+
+/* An 8-bit RGB image and the text that describes how it was made. */
+typedef struct lmx_image {
+    int width, height;
+    uint8_t *rgb;          /* height x width x 3                              */
+    char *parameters;      /* A1111-style "parameters" text                   */
+    char *json;            /* everything needed to reproduce it, as JSON      */
+} lmx_image;
+
+/* Generate p->n_images images into images[0..n_images-1]. */
+lmx_status lmx_generate(lmx_ctx *ctx, const lmx_gen_params *p, lmx_image *images);
+/* Write a PNG with the parameters and JSON chunks, atomically. */
+lmx_status lmx_image_save_png(const lmx_image *img, const char *path);
+void lmx_image_free(lmx_image *img);
 
 #ifdef __cplusplus
 }

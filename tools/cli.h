@@ -23,6 +23,9 @@ int cli_fail_status(lmx_status st); /* prints lmx_errmsg(), returns exit code */
 /* Exit codes: 0 ok, 1 runtime failure (bad file, ...), 2 bad usage. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
+double cli_now(void); /* monotonic seconds */
+
 int cmd_inspect(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

@@ -4,10 +4,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
 static const cli_command COMMANDS[] = {
+    {"generate", "make images from a prompt with an SD1.x model", cmd_generate},
     {"inspect", "list the tensors of a model or LoRA file and say what it is", cmd_inspect},
 };
 
@@ -18,6 +20,12 @@ void cli_error(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int cli_fail_status(lmx_status st) {
