@@ -122,6 +122,54 @@ lmx_model_params lmx_model_params_default(void);
 lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_params *params);
 void lmx_model_free(lmx_model *m);
 
+
+/* ---- LoRA adapters -----------------------------------------------------
+ * A LoRA file (kohya "lora_unet_*"/"lora_te_*" or diffusers/PEFT
+ * "unet.*"/"text_encoder.*") loaded for one model: its modules are matched
+ * against the model's own layers, shapes checked, weights converted to fp32
+ * and packed. The model's weights are never modified, so the set of active
+ * LoRAs can change between images and between denoising steps.
+ * Thread safety: like a model, a loaded LoRA is immutable and shareable. */
+
+typedef struct lmx_lora lmx_lora;
+
+lmx_status lmx_lora_load(lmx_lora **out, const lmx_model *m, const char *path);
+void lmx_lora_free(lmx_lora *l);
+/* A human-readable loading report: format, ranks, alphas, targets per
+ * component, keys that matched nothing. Owned by the LoRA. */
+const char *lmx_lora_report(const lmx_lora *l);
+/* Number of file keys that matched no layer of the model. */
+int lmx_lora_n_unmatched(const lmx_lora *l);
+
+typedef enum lmx_lora_category {
+    LMX_CAT_OTHER = 0,
+    LMX_CAT_CHARACTER,
+    LMX_CAT_CLOTHING,
+    LMX_CAT_STYLE,
+    LMX_CAT_BACKGROUND,
+    LMX_CAT_OBJECT,
+    LMX_CAT_COUNT
+} lmx_lora_category;
+
+const char *lmx_lora_category_name(lmx_lora_category c); /* "character", ... */
+
+/* One LoRA as used in a generation: the loaded adapter, its strengths and,
+ * for the composition methods, its trigger phrases and category. The
+ * effective multiplier of a module is  lora_scale · unet_scale · alpha / rank
+ * in the UNet (te_scale in the text encoder), as diffusers computes it with
+ * set_adapters(weights) and cross_attention_kwargs={"scale": lora_scale}. */
+typedef struct lmx_lora_use {
+    const lmx_lora *lora;
+    float unet_scale;             /* default 1                                 */
+    float te_scale;               /* default 1                                 */
+    const char *name;             /* e.g. "character_1"; NULL = file name      */
+    lmx_lora_category category;
+    const char *const *triggers;  /* trigger phrases, in prompt order          */
+    int n_triggers;
+} lmx_lora_use;
+
+lmx_lora_use lmx_lora_use_default(const lmx_lora *l);
+
 /* ---- generation --------------------------------------------------------
  * A context holds the per-thread state of generation (kernel caches,
  * activation arena) and belongs to one thread at a time; reuse it for many
@@ -159,6 +207,14 @@ typedef struct lmx_gen_params {
     lmx_scheduler scheduler;
     const char *timestep_spacing; /* NULL = config; "linspace", "leading", "trailing" */
     int clip_skip;                /* 0 = last layer (diffusers clip_skip=None) */
+    /* LoRA adapters. Unless a composition method says otherwise, every LoRA
+     * is active in the UNet and the text encoder at every step. */
+    const lmx_lora_use *loras;
+    int n_loras;
+    float lora_scale;             /* global multiplier (diffusers' "scale"), 1 */
+    int lora_merged;              /* 1: merge into a private weight copy instead
+                                     of runtime side paths (same numbers up to
+                                     rounding; faster for one fixed set)        */
     lmx_progress_fn progress;
     void *progress_user;
 } lmx_gen_params;

@@ -26,6 +26,7 @@ lmx_gen_params lmx_gen_params_default(void) {
     p.seed = 42;
     p.n_images = 1;
     p.scheduler = LMX_SCHED_DEFAULT;
+    p.lora_scale = 1.0f;
     return p;
 }
 
