@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build test test-asan fuzz bench demo clean deps
+.PHONY: all build test test-asan fuzz bench demo clean deps reference
 all: build
 
 deps:
@@ -28,6 +28,9 @@ bench: build
 
 demo: build
 	./scripts/demo.sh
+
+reference:
+	PY=$${PY:-/opt/lmxref/bin/python3} ./reference/regen.sh
 
 clean:
 	rm -rf build build-asan build-fuzz
