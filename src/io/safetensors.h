@@ -12,7 +12,22 @@
  * known dtype, shape of non-negative integers whose product does not
  * overflow, data_offsets inside the data area, end - begin = dtype size x
  * product of shape, no two tensors overlapping, no duplicate names.
- * Any violation is an LMX_ERR_FORMAT naming the file and the tensor.
+ * Any violation is an LMX_ERR_FORMAT naming the file and the tensor; a
+ * dtype the format knows but loramix does not read (F64, U8, BOOL, F8_E4M3,
+ * ...) is an LMX_ERR_UNSUPPORTED naming the tensor and the dtype. A file that
+ * cannot be opened is an LMX_ERR_IO. Details in docs/file-formats.md.
+ *
+ * Alignment: files written by old safetensors versions (and some other
+ * tools) do not pad the header, so a tensor's data may start at any byte.
+ * Such files are accepted, so t->data may be misaligned for its dtype:
+ * never cast it to float * / int32_t * without checking st_data_aligned().
+ * st_to_f32 / st_to_i64 read any alignment (through memcpy). st_writer
+ * always writes aligned files (header padded to 8 bytes, data ordered by
+ * decreasing element size, as the reference writer does).
+ *
+ * Lenient where it is harmless: holes between tensors and bytes after the
+ * last tensor are accepted (the reference rejects them); a shape entry such
+ * as 2.0 that is an exact integer is read as 2.
  */
 #ifndef LMX_SAFETENSORS_H
 #define LMX_SAFETENSORS_H
@@ -44,15 +59,18 @@ typedef struct st_tensor {
 typedef struct st_file st_file;
 
 /* Map and validate a file. On error *out is NULL and the message names the
- * file. The mapping lives until st_close. */
+ * file. The mapping lives until st_close; the file must not be truncated
+ * while it is open (reading a mapped page past the new end raises SIGBUS). */
 lmx_status st_open(st_file **out, const char *path);
 /* The same over a caller-owned buffer (no copy; for fuzzing and tests).
  * `label` names the buffer in error messages. */
 lmx_status st_open_buffer(st_file **out, const void *buf, size_t n, const char *label);
-void st_close(st_file *f);
+void st_close(st_file *f);                                  /* NULL is a no-op */
 
 const char *st_path(const st_file *f);
 int st_count(const st_file *f);
+uint64_t st_file_size(const st_file *f);                    /* bytes, whole file */
+uint64_t st_header_size(const st_file *f);                  /* bytes of JSON     */
 const st_tensor *st_at(const st_file *f, int i);            /* file header order */
 const st_tensor *st_find(const st_file *f, const char *name); /* NULL if absent */
 
@@ -64,9 +82,16 @@ const char *st_meta_get(const st_file *f, const char *key); /* NULL if absent */
 const char *st_dtype_name(st_dtype t);  /* "F32", ... */
 size_t st_dtype_size(st_dtype t);
 
-/* Convert a float tensor (F32, F16, BF16) to fp32 into dst[numel].
- * An integer tensor is an LMX_ERR_FORMAT naming the tensor. */
+/* 1 when t->data is aligned for its dtype (see "Alignment" above). */
+int st_data_aligned(const st_tensor *t);
+
+/* Convert a float tensor (F32, F16, BF16) to fp32 into dst[numel]; the
+ * source may be misaligned. An integer tensor is an LMX_ERR_FORMAT naming
+ * the tensor. */
 lmx_status st_to_f32(const st_tensor *t, float *dst);
+/* Convert an integer tensor (I32, I64) to int64 into dst[numel]; a float
+ * tensor is an LMX_ERR_FORMAT naming the tensor. */
+lmx_status st_to_i64(const st_tensor *t, int64_t *dst);
 /* As above into a fresh lmx_alloc_aligned buffer (free with lmx_free). */
 lmx_status st_to_f32_alloc(const st_tensor *t, float **out);
 /* Check the shape of t exactly; the error names the key and both shapes. */
@@ -75,8 +100,13 @@ lmx_status st_check_shape(const st_tensor *t, int ndim, const int64_t *shape);
 void st_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
 
 /* ---- writer ----
- * Tensors are added in order and written as given (the data is copied at
- * st_writer_add time). st_writer_finish writes atomically (temp + rename). */
+ * Tensors are added in order and listed in the header in that order (the
+ * data is copied at st_writer_add time; the data area is ordered by
+ * decreasing element size so every tensor is aligned). Names and metadata
+ * must be valid UTF-8; a name added twice, "__metadata__" as a name, a bad
+ * rank, dtype or shape are LMX_ERR_ARG. st_writer_meta on an existing key
+ * replaces its value. st_writer_finish streams the file atomically (temp +
+ * fsync + rename) and may be called more than once. */
 typedef struct st_writer st_writer;
 lmx_status st_writer_create(st_writer **out);
 lmx_status st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim,
