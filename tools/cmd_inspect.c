@@ -495,7 +495,7 @@ static int inspect_pipeline(const char *dir, const det_folder *df, const opts *o
         st_close(f);
     }
     if (df->class_name && strstr(df->class_name, "XL")) arch = DET_ARCH_SDXL, supported = 0;
-    if (arch != DET_ARCH_SD1) supported = 0;
+    if (arch == DET_ARCH_SD2 || arch == DET_ARCH_SDXL) supported = 0;
     if (o->json) {
         cJSON_AddStringToObject(j, "arch", det_arch_name(arch));
         cJSON_AddBoolToObject(j, "supported", supported && rc == CLI_OK);
@@ -504,8 +504,9 @@ static int inspect_pipeline(const char *dir, const det_folder *df, const opts *o
         return rc != CLI_OK ? rc : r2;
     }
     char cnt[40];
-    printf("  base        %s%s\n", det_arch_name(arch),
-           arch == DET_ARCH_SD1 ? "" : arch == DET_ARCH_UNKNOWN ? "" : " (not supported)");
+    printf("  base        %s\n", arch == DET_ARCH_UNKNOWN ? "SD1.x family (custom size)"
+                                 : arch == DET_ARCH_SD1  ? det_arch_name(arch)
+                                                         : "SD2/SDXL (not supported)");
     printf("  supported   %s\n", supported && rc == CLI_OK ? "yes" : "no");
     printf("  parameters  %s in all\n", fmt_count(total, cnt, sizeof cnt));
     return rc;

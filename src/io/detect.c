@@ -427,10 +427,13 @@ void det_classify(const st_file *f, const char *config_class, det_info *out) {
     switch (out->kind) {
     case DET_SD_CHECKPOINT:
     case DET_DIFFUSERS_UNET:
-        out->supported = out->arch == DET_ARCH_SD1 && !out->inpainting;
+        /* A small or custom config of the SD1.x family (no SD2/SDXL marks)
+         * loads too: the loader reads the config, not a fixed size. */
+        out->supported = (out->arch == DET_ARCH_SD1 || out->arch == DET_ARCH_UNKNOWN) &&
+                         !out->inpainting;
         break;
     case DET_DIFFUSERS_TEXT:
-        out->supported = out->arch == DET_ARCH_SD1 || (out->arch == DET_ARCH_UNKNOWN && td == 0);
+        out->supported = out->arch == DET_ARCH_SD1 || out->arch == DET_ARCH_UNKNOWN;
         break;
     case DET_DIFFUSERS_VAE: out->supported = 1; break;
     case DET_LORA_KOHYA:
@@ -458,7 +461,9 @@ void det_classify(const st_file *f, const char *config_class, det_info *out) {
             PUT(", %s%s", det_arch_name(out->arch),
                 out->arch != DET_ARCH_SD1 ? " (not supported)" : "");
         else if (out->kind != DET_DIFFUSERS_VAE)
-            PUT(", base model not identified");
+            PUT(out->kind == DET_LORA_KOHYA || out->kind == DET_LORA_PEFT
+                    ? ", base model not identified"
+                    : ", SD1.x family (custom size)");
     }
     if (out->inpainting) PUT(", inpainting UNet with 9 input channels (not supported)");
     if (out->kind == DET_SD_CHECKPOINT) {
