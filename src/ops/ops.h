@@ -36,6 +36,8 @@ typedef enum op_prec {
 typedef struct op_ctx op_ctx;
 lmx_status op_ctx_create(op_ctx **out);
 void op_ctx_free(op_ctx *ctx);
+/* Bytes of scratch buffers a context holds (they grow to the largest call). */
+size_t op_ctx_bytes(const op_ctx *ctx);
 
 /* ---- linear ----
  * y[M, N] = x[M, K] · W[N, K]^T + bias[N]           (beta = 0)
@@ -48,6 +50,8 @@ lmx_status op_linear_create(op_linear **out, const float *w, const float *bias, 
 void op_linear_free(op_linear *l);
 int64_t op_linear_n_out(const op_linear *l);
 int64_t op_linear_n_in(const op_linear *l);
+/* Bytes of weights (packed, plus any layout variant) and bias it holds. */
+size_t op_linear_bytes(const op_linear *l);
 lmx_status op_linear_fwd(op_ctx *ctx, const op_linear *l, const float *x, int64_t ldx, float *y,
                          int64_t ldy, int64_t M, float beta);
 
@@ -70,6 +74,7 @@ lmx_status op_conv2d_create(op_conv2d **out, const float *w, const float *bias, 
                             int64_t c_in, int kh, int kw, int stride, int pad, op_prec prec,
                             unsigned flags);
 void op_conv2d_free(op_conv2d *c);
+size_t op_conv2d_bytes(const op_conv2d *c); /* as op_linear_bytes */
 void op_conv2d_out_hw(const op_conv2d *c, int64_t H, int64_t W, int64_t *Ho, int64_t *Wo);
 lmx_status op_conv2d_fwd(op_ctx *ctx, const op_conv2d *c, const float *x, float *y, int64_t B,
                          int64_t H, int64_t W, float beta);
