@@ -105,6 +105,7 @@ int lmx_get_threads(void);
  * precision and packed once. A loaded model is immutable and shareable. */
 
 typedef struct lmx_model lmx_model;
+typedef struct lmx_ctx lmx_ctx; /* per-thread generation state, below */
 
 typedef enum lmx_precision {
     LMX_PREC_F32 = 0,   /* the reference: matches diffusers in fp32        */
@@ -140,6 +141,10 @@ void lmx_lora_free(lmx_lora *l);
 const char *lmx_lora_report(const lmx_lora *l);
 /* Number of file keys that matched no layer of the model. */
 int lmx_lora_n_unmatched(const lmx_lora *l);
+/* The k most frequent training tags (kohya ss_tag_frequency metadata, which
+ * usually reveal the trigger words) as "tag1, tag2, ..." in buf; returns the
+ * length (0 when the file has none). */
+size_t lmx_lora_top_tags(const lmx_lora *l, int k, char *buf, size_t cap);
 
 typedef enum lmx_lora_category {
     LMX_CAT_OTHER = 0,
@@ -170,12 +175,66 @@ typedef struct lmx_lora_use {
 
 lmx_lora_use lmx_lora_use_default(const lmx_lora *l);
 
+
+/* ---- multi-LoRA composition ---------------------------------------------
+ * How several LoRAs share one generation (shared/spec/methods.md):
+ *   MERGE        every LoRA active at every step, summed (the default)
+ *   SWITCH       one LoRA per step, cycling every switch_steps steps
+ *   COMPOSITE    every step, one UNet pass per LoRA; mean of the guided noise
+ *   W_SWITCH     SWITCH with block lengths from prompt-aware weights (PAW)
+ *                and the last tail_steps steps given to the character LoRA
+ *   W_COMPOSITE  COMPOSITE with a weighted mean (PTW weights)
+ * Zhong et al. 2024 (arXiv 2402.16843); Tsoumplekas et al. 2026 (arXiv
+ * 2606.03792). */
+
+typedef enum lmx_method {
+    LMX_METHOD_MERGE = 0,
+    LMX_METHOD_SWITCH,
+    LMX_METHOD_COMPOSITE,
+    LMX_METHOD_W_SWITCH,
+    LMX_METHOD_W_COMPOSITE,
+    LMX_METHOD_COUNT
+} lmx_method;
+
+const char *lmx_method_name(lmx_method m);               /* "merge", "w-switch", ... */
+lmx_status lmx_method_parse(const char *s, lmx_method *out);
+
+typedef enum lmx_weighting {
+    LMX_WEIGHTING_DEFAULT = 0, /* PAW for W-Switch, PTW for W-Composite, else uniform */
+    LMX_WEIGHTING_PAW,         /* prompt ablation: 1 - cos(e(P), e(P without LoRA i)) */
+    LMX_WEIGHTING_PTW,         /* prompt-trigger similarity: cos(e(P), e(triggers i))  */
+    LMX_WEIGHTING_UNIFORM,
+    LMX_WEIGHTING_MANUAL,      /* lmx_compose.manual_weights                          */
+    LMX_WEIGHTING_COUNT
+} lmx_weighting;
+
+const char *lmx_weighting_name(lmx_weighting w);
+lmx_status lmx_weighting_parse(const char *s, lmx_weighting *out); /* not "manual:..." */
+
+typedef struct lmx_compose {
+    lmx_method method;
+    int switch_steps;              /* tau, default 5                             */
+    int tail_steps;                /* W-Switch character tail, default 5         */
+    lmx_weighting weighting;
+    const double *manual_weights;  /* [n_loras] for LMX_WEIGHTING_MANUAL         */
+    int switch_timing_reference;   /* 1: the reference code's one-step shift
+                                      (methods.md D3); 0: the clean schedule     */
+    int round_half_up;             /* 1: block lengths round half up (D2)        */
+    int weights_te_generation;     /* 1: PAW/PTW with the generation's TE LoRAs
+                                      (D5); 0: the base text encoder (default)   */
+} lmx_compose;
+
+lmx_compose lmx_compose_default(void);
+
+/* Prompt-aware weights of `n` LoRAs for a prompt, as the W-methods compute
+ * them (w[i] normalised, raw[i] before normalisation; either may be NULL). */
+lmx_status lmx_prompt_weights(lmx_ctx *ctx, const char *prompt, const lmx_lora_use *loras, int n,
+                              lmx_weighting weighting, double *w, double *raw);
+
 /* ---- generation --------------------------------------------------------
  * A context holds the per-thread state of generation (kernel caches,
  * activation arena) and belongs to one thread at a time; reuse it for many
  * images of the same model. */
-
-typedef struct lmx_ctx lmx_ctx;
 
 lmx_status lmx_ctx_create(lmx_ctx **out, const lmx_model *m);
 void lmx_ctx_free(lmx_ctx *ctx);
@@ -204,6 +263,10 @@ typedef struct lmx_gen_params {
     float guidance;               /* CFG scale; <= 1 disables CFG           */
     uint64_t seed;                /* torch.manual_seed(seed) on the CPU     */
     int n_images;                 /* one generator stream for the batch     */
+    uint64_t noise_skip;          /* draws of the initial-noise shape to skip on
+                                     the seed's stream first: image k of a run
+                                     sharing one generator (testbed.md §3 ZHONG
+                                     protocol) is noise_skip = k; default 0     */
     lmx_scheduler scheduler;
     const char *timestep_spacing; /* NULL = config; "linspace", "leading", "trailing" */
     int clip_skip;                /* 0 = last layer (diffusers clip_skip=None) */
@@ -215,6 +278,7 @@ typedef struct lmx_gen_params {
     int lora_merged;              /* 1: merge into a private weight copy instead
                                      of runtime side paths (same numbers up to
                                      rounding; faster for one fixed set)        */
+    lmx_compose compose;          /* how the LoRAs share the generation         */
     lmx_progress_fn progress;
     void *progress_user;
 } lmx_gen_params;
@@ -226,7 +290,9 @@ typedef struct lmx_image {
     int width, height;
     uint8_t *rgb;          /* height x width x 3                              */
     char *parameters;      /* A1111-style "parameters" text                   */
-    char *json;            /* everything needed to reproduce it, as JSON      */
+    char *json;            /* everything needed to reproduce it, as JSON:
+                              settings, LoRAs, composition weights and the
+                              per-step LoRA schedule                          */
 } lmx_image;
 
 /* Generate p->n_images images into images[0..n_images-1]. */

@@ -27,5 +27,8 @@ double cli_now(void); /* monotonic seconds */
 
 int cmd_inspect(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_weights(int argc, char **argv);
+int cmd_testbed(int argc, char **argv);
+int cmd_lora(int argc, char **argv); /* added by lora */
 
 #endif

@@ -139,7 +139,8 @@ int cmd_generate(int argc, char **argv) {
         return CLI_USAGE;
     }
     if (p.width % 8 || p.height % 8) {
-        cli_error("generate: --width/--height must be multiples of 8, got %dx%d", p.width, p.height);
+        cli_error("generate: %s must be a multiple of 8, got %d", p.width % 8 ? "--width" : "--height",
+                  p.width % 8 ? p.width : p.height);
         return CLI_USAGE;
     }
     if (sched && lmx_scheduler_parse(sched, &p.scheduler) != LMX_OK) return cli_fail_status(LMX_ERR_ARG);

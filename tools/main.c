@@ -11,6 +11,9 @@
 static const cli_command COMMANDS[] = {
     {"generate", "make images from a prompt with an SD1.x model", cmd_generate},
     {"inspect", "list the tensors of a model or LoRA file and say what it is", cmd_inspect},
+    {"weights", "prompt-aware LoRA weights (PAW/PTW) of the W-methods, without generating", cmd_weights},
+    {"testbed", "the ComposLoRA multi-LoRA testbed: plan, run (resumable, sharded), merge", cmd_testbed},
+    {"lora", "inspect a LoRA: format, ranks, alphas, targets, unmatched keys, trigger tags", cmd_lora},
 };
 
 void cli_error(const char *fmt, ...) {

@@ -1,0 +1,85 @@
+/*
+ * pipeline_impl.h - internals shared by the pipeline's files: the public
+ * handles' structs, the per-generation info and the "plan" that says, for
+ * every denoising step, which LoRAs are active on which samples of the UNet
+ * batch and how the branch outputs combine into one guided noise.
+ */
+#ifndef LMX_PIPELINE_IMPL_H
+#define LMX_PIPELINE_IMPL_H
+
+#include <cjson/cJSON.h>
+
+#include "core/core.h"
+#include "model/sd_model.h"
+#include "model/tokenizer.h"
+#include "ops/ops.h"
+#include "compose/compose.h"
+
+struct lmx_model {
+    sd_model *sd;
+    tok_tokenizer *tok;
+    char *path, *name;
+    lmx_model_params params;
+    /* LoRAs loaded for this model (attached to its layers; index = row of
+     * the nn_run scale tables). */
+    struct lmx_lora **loras;
+    int n_loras, cap_loras;
+};
+
+struct lmx_ctx {
+    const lmx_model *m;
+    op_ctx *ops;
+    lmx_arena arena;
+    float *keep_latents; /* tests: when set, the final latents are copied here */
+};
+
+/* What one generation resolved (defaults filled in), for the metadata. */
+typedef struct gen_info {
+    int width, height, h, w;
+    int cfg;                 /* classifier-free guidance on                    */
+    int scheduler;           /* lmx_scheduler actually used                    */
+    const char *spacing;
+    int threads;
+    double t_text, t_denoise, t_decode;
+} gen_info;
+
+/* The LoRA plan of one generation: the composition plan (src/compose) and
+ * the scale tables it fills. UNet batch = n_branches blocks of per_branch
+ * samples ([uncond x n, cond x n] with CFG, [cond x n] without). */
+typedef struct gen_plan {
+    int n_steps;
+    int n_branches;          /* UNet branches per step (N for Composite)        */
+    int per_branch;
+    int n_samples;           /* UNet batch B = n_branches · per_branch          */
+    int n_rows;              /* rows of the scale tables = the model's LoRAs    */
+    float lam;               /* global LoRA scale λ                             */
+    int *row_of;             /* [n_loras] registry row of each used LoRA        */
+    const lmx_lora_use *loras;
+    float *te_scale;         /* [n_rows][1], NULL = no text-encoder side paths  */
+    float *unet_scale;       /* [n_rows][n_samples] of the current step         */
+    compose_plan cp;
+    int has_cp;
+    int merged;              /* merged kernels installed: unmerge at the end    */
+    lmx_model *model;
+} gen_plan;
+
+lmx_status pipeline_arena_reserve(lmx_ctx *c, size_t bytes);
+lmx_status pipeline_encode_text(lmx_ctx *c, const char *text, const char *what, int clip_skip,
+                                const float *lora_scale, int n_loras, float *out);
+
+/* pipeline_lora.c */
+lmx_status pipeline_plan(lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi, int n_steps,
+                         gen_plan *plan);
+/* The UNet scale table of step k (NULL when no LoRA side path runs). */
+const float *pipeline_plan_unet_scales(gen_plan *plan, int step);
+/* eps[n images] from the UNet outputs out[B samples] (NCHW, `per` floats a
+ * sample), by the plan's rule; fp32 op order as the reference. */
+void pipeline_plan_combine(const gen_plan *plan, int step, const float *out, float *eps, int n,
+                           int64_t per, int cfg, float g);
+void pipeline_plan_free(gen_plan *plan);
+size_t pipeline_loras_describe(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan,
+                               char *buf, size_t cap);
+void pipeline_loras_json(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan, cJSON *j);
+void pipeline_loras_release(lmx_model *m);
+
+#endif

@@ -1,0 +1,191 @@
+/*
+ * pipeline_lora.c - the LoRA side of one generation: turn the composition
+ * plan (src/compose, shared/spec/methods.md) into the scale tables the
+ * networks read, and combine the UNet branches into the guided noise.
+ *
+ * Every LoRA loaded for a model is attached to its layers with lora_index =
+ * its row in the model's registry (lora_api.c). A generation therefore only
+ * fills tables: the text encoder gets te_scale[row] = λ·te_scale_i for the
+ * LoRAs the method activates there; at step k the UNet gets
+ * unet_scale[row][sample] = λ·unet_scale_i for the LoRA(s) of each sample's
+ * branch. Switching LoRAs between steps is a table change, no weight work.
+ *
+ * Merged mode (lora_merged, method merge only) installs private merged
+ * kernels for the touched layers before the run and restores the base
+ * kernels after it; the tables stay NULL.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "compose/compose.h"
+#include "lora/lora.h"
+#include "pipeline_impl.h"
+
+/* Row of each used LoRA in the model's registry. */
+static lmx_status map_rows(const lmx_model *m, const lmx_gen_params *p, int *row_of) {
+    for (int i = 0; i < p->n_loras; i++) {
+        const lmx_lora_use *u = &p->loras[i];
+        if (!u->lora) return lmx_err(LMX_ERR_ARG, "LoRA %d: no LoRA handle", i + 1);
+        if (!isfinite(u->unet_scale) || !isfinite(u->te_scale))
+            return lmx_err(LMX_ERR_ARG, "LoRA %s: scale is not a finite number", u->lora->name);
+        row_of[i] = -1;
+        for (int r = 0; r < m->n_loras; r++)
+            if (m->loras[r] == u->lora) row_of[i] = r;
+        if (row_of[i] < 0)
+            return lmx_err(LMX_ERR_ARG, "LoRA %s was loaded for another model", u->lora->path);
+        for (int j = 0; j < i; j++)
+            if (row_of[j] == row_of[i])
+                return lmx_err(LMX_ERR_ARG, "LoRA %s is given twice", u->lora->path);
+    }
+    return LMX_OK;
+}
+
+lmx_status pipeline_plan(lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi, int n_steps,
+                         gen_plan *plan) {
+    const lmx_model *m = c->m;
+    memset(plan, 0, sizeof *plan);
+    plan->n_steps = n_steps;
+    plan->per_branch = gi->cfg ? 2 * p->n_images : p->n_images;
+    plan->lam = p->lora_scale;
+    if (p->n_loras < 0 || (p->n_loras > 0 && !p->loras))
+        return lmx_err(LMX_ERR_ARG, "loras: %d LoRAs but no list", p->n_loras);
+    const int n = p->n_loras;
+    lmx_status st = LMX_OK;
+    float *te_mult = NULL;
+    if (n > 0) {
+        plan->row_of = lmx_malloc(sizeof(int) * (size_t)n);
+        te_mult = lmx_malloc(sizeof(float) * (size_t)n);
+        if (!plan->row_of || !te_mult) {
+            st = lmx_err(LMX_ERR_NOMEM, "LoRA plan: out of memory");
+            goto done;
+        }
+        if ((st = map_rows(m, p, plan->row_of)) != LMX_OK) goto done;
+        for (int i = 0; i < n; i++) te_mult[i] = p->lora_scale * p->loras[i].te_scale;
+    }
+    /* The plan: for PAW/PTW the text encoder runs through the context. */
+    compose_clip cc = {.text = m->sd->text, .ops = c->ops, .arena = &c->arena, .n_loras = n,
+                       .row_of = plan->row_of, .n_rows = m->n_loras, .te_mult = te_mult};
+    compose_encoder enc = {.tok = m->tok, .hidden = clip_text_cfg(m->sd->text)->hidden,
+                           .encode = compose_clip_encode, .user = &cc, .warn_prompt = 0};
+    st = compose_plan_build(&plan->cp, &p->compose, p->loras, n, p->prompt, n_steps, &enc, NULL);
+    if (st != LMX_OK) goto done;
+    plan->has_cp = 1;
+    plan->n_branches = plan->cp.n_branches;
+    plan->n_samples = plan->n_branches * plan->per_branch;
+    plan->n_rows = m->n_loras;
+    if (n == 0) goto done;
+
+    if (p->lora_merged) {
+        if (plan->cp.effective != LMX_METHOD_MERGE) {
+            st = lmx_err(LMX_ERR_ARG, "--lora-merged: only with --method merge (got %s)",
+                         lmx_method_name(p->compose.method));
+            goto done;
+        }
+        const lmx_lora **set = lmx_malloc(sizeof *set * (size_t)n);
+        float *uw = lmx_malloc(sizeof(float) * (size_t)n), *tw = lmx_malloc(sizeof(float) * (size_t)n);
+        if (set && uw && tw) {
+            for (int i = 0; i < n; i++) {
+                set[i] = p->loras[i].lora;
+                uw[i] = p->lora_scale * p->loras[i].unet_scale;
+                tw[i] = plan->cp.te_on[i] ? te_mult[i] : 0.0f;
+            }
+            /* The model's layers are its mutable part (see lora_api.c). */
+            st = lora_merge(((lmx_model *)m)->sd, set, uw, tw, n);
+            if (st == LMX_OK) {
+                plan->merged = 1;
+                plan->model = (lmx_model *)m;
+            }
+        } else {
+            st = lmx_err(LMX_ERR_NOMEM, "LoRA merge: out of memory");
+        }
+        lmx_free(set);
+        lmx_free(uw);
+        lmx_free(tw);
+        goto done;
+    }
+    plan->te_scale = lmx_calloc((size_t)plan->n_rows, sizeof(float));
+    plan->unet_scale = lmx_calloc((size_t)plan->n_rows * (size_t)plan->n_samples, sizeof(float));
+    if (!plan->te_scale || !plan->unet_scale) {
+        st = lmx_err(LMX_ERR_NOMEM, "LoRA plan: out of memory");
+        goto done;
+    }
+    compose_plan_te_scales(&plan->cp, p->lora_scale, p->loras, plan->row_of, plan->n_rows, plan->te_scale);
+    plan->loras = p->loras;
+done:
+    lmx_free(te_mult);
+    if (st != LMX_OK) pipeline_plan_free(plan);
+    return st;
+}
+
+const float *pipeline_plan_unet_scales(gen_plan *plan, int step) {
+    if (!plan->unet_scale) return NULL;
+    compose_plan_unet_scales(&plan->cp, step, plan->lam, plan->loras, plan->row_of, plan->n_rows,
+                             plan->per_branch, plan->unet_scale);
+    return plan->unet_scale;
+}
+
+void pipeline_plan_combine(const gen_plan *plan, int step, const float *out, float *eps, int n,
+                           int64_t per, int cfg, float g) {
+    (void)step;
+    compose_plan_combine(&plan->cp, out, eps, n, per, cfg, g);
+}
+
+void pipeline_plan_free(gen_plan *plan) {
+    if (plan->merged && plan->model) lora_unmerge(plan->model->sd);
+    if (plan->has_cp) compose_plan_free(&plan->cp);
+    lmx_free(plan->te_scale);
+    lmx_free(plan->unet_scale);
+    lmx_free(plan->row_of);
+    memset(plan, 0, sizeof *plan);
+}
+
+size_t pipeline_loras_describe(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan,
+                               char *buf, size_t cap) {
+    (void)c;
+    size_t k = 0;
+    if (cap) buf[0] = 0;
+    if (p->n_loras == 0 || !plan->has_cp) return 0;
+    k += (size_t)snprintf(buf + k, cap > k ? cap - k : 0, ", Lora: ");
+    for (int i = 0; i < p->n_loras && k < cap; i++) {
+        const lmx_lora_use *u = &p->loras[i];
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s:%g", i ? " " : "", u->name ? u->name : u->lora->name,
+                              (double)u->unet_scale);
+    }
+    if (k < cap && p->lora_scale != 1.0f)
+        k += (size_t)snprintf(buf + k, cap - k, ", Lora scale: %g", (double)p->lora_scale);
+    if (k < cap) {
+        k += (size_t)snprintf(buf + k, cap - k, ", Composition: ");
+        if (k < cap) k += compose_plan_describe(&plan->cp, buf + k, cap - k);
+    }
+    return LMX_MIN(k, cap ? cap - 1 : 0);
+}
+
+void pipeline_loras_json(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan, cJSON *j) {
+    (void)c;
+    if (p->n_loras == 0) return;
+    cJSON *arr = cJSON_AddArrayToObject(j, "loras");
+    for (int i = 0; arr && i < p->n_loras; i++) {
+        const lmx_lora_use *u = &p->loras[i];
+        cJSON *e = cJSON_CreateObject();
+        if (!e) break;
+        cJSON_AddStringToObject(e, "name", u->name ? u->name : u->lora->name);
+        cJSON_AddStringToObject(e, "path", u->lora->path);
+        cJSON_AddStringToObject(e, "category", lmx_lora_category_name(u->category));
+        cJSON_AddNumberToObject(e, "unet_scale", u->unet_scale);
+        cJSON_AddNumberToObject(e, "te_scale", u->te_scale);
+        cJSON *t = cJSON_AddArrayToObject(e, "triggers");
+        for (int k = 0; t && k < u->n_triggers; k++) cJSON_AddItemToArray(t, cJSON_CreateString(u->triggers[k]));
+        cJSON_AddItemToArray(arr, e);
+    }
+    cJSON_AddNumberToObject(j, "lora_scale", p->lora_scale);
+    cJSON_AddBoolToObject(j, "lora_merged", p->lora_merged);
+    cJSON *comp = cJSON_AddObjectToObject(j, "composition");
+    if (comp && plan->has_cp) compose_plan_json(&plan->cp, comp);
+}
+
+void pipeline_loras_release(lmx_model *m) {
+    for (int i = 0; i < m->n_loras; i++) lora_orphan(m->loras[i]);
+    lmx_free(m->loras);
+    m->loras = NULL;
+    m->n_loras = m->cap_loras = 0;
+}
