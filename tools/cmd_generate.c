@@ -7,8 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "args.h"
 #include "cli.h"
+#include "compose/compose.h"
+#include "lora_args.h"
 
 static const char HELP[] =
     "usage: loramix generate -m MODEL -p PROMPT [options]\n"
@@ -47,6 +51,45 @@ static const char HELP[] =
     "      --images N         images from one seed stream, as diffusers'\n"
     "                         num_images_per_prompt (default 1)\n"
     "\n"
+    ;
+
+static const char HELP_LORA[] =
+    "LoRAs (repeat --lora; the order is the composition order, character first):\n"
+    "      --lora FILE[:S]    a LoRA (kohya or diffusers/PEFT .safetensors); S scales\n"
+    "                         it (default 1). These apply to the --lora before them:\n"
+    "        --trigger TEXT   its trigger phrase(s) (\"a, b\" gives two; repeatable);\n"
+    "                         the W-methods weigh LoRAs by them. Without triggers\n"
+    "                         loramix shows the LoRA's training tags as a hint\n"
+    "        --category C     character|clothing|style|background|object|other\n"
+    "        --name NAME      its name in messages and in the PNG\n"
+    "        --te-scale S     a separate text-encoder scale\n"
+    "      --manifest FILE    a lora_info JSON (the ComposLoRA testbed form); then\n"
+    "                         --lora ID loads --lora-dir/ID.safetensors with the\n"
+    "                         manifest's triggers and category\n"
+    "      --lora-dir DIR     where manifest ids are found (default: its folder)\n"
+    "      --lora-scale L     global scale of every LoRA (diffusers' cross_attention\n"
+    "                         \"scale\"; the ComposLoRA testbed uses 0.8; default 1)\n"
+    "      --lora-merged      merge the LoRAs into a private copy of the touched\n"
+    "                         weights (--method merge only; same image up to rounding)\n"
+    "\n"
+    "multi-LoRA composition:\n"
+    "      --method M         merge (default: all LoRAs at every step), switch (one\n"
+    "                         LoRA per step, cycling), composite (one UNet pass per\n"
+    "                         LoRA, averaged), w-switch, w-composite (prompt-aware\n"
+    "                         weights: Tsoumplekas et al. 2026)\n"
+    "      --switch-steps N   switch interval tau (default 5)\n"
+    "      --tail-steps N     W-Switch: the last N steps use the character (default 5)\n"
+    "      --weighting W      paw | ptw | uniform | manual:w1,w2,... (default: PAW for\n"
+    "                         w-switch, PTW for w-composite)\n"
+    "      --switch-timing T  clean (default; the paper's schedule) or reference (the\n"
+    "                         reference code's one-step shift, to reproduce its images)\n"
+    "      --round R          half-even (default, numpy) or half-up block lengths\n"
+    "      --weights-te T     base (default: weights from the plain text encoder) or\n"
+    "                         generation (with the method's text-encoder LoRAs)\n"
+    "  The weights and the per-step LoRA schedule are printed and stored in the PNG.\n"
+    "\n";
+
+static const char HELP_OUT[] =
     "output:\n"
     "  -o, --output FILE      PNG to write (default out.png; with --images N > 1,\n"
     "                         out-1.png ... out-N.png). The PNG stores the generation\n"
@@ -61,6 +104,10 @@ static const char HELP[] =
     "      --winograd         use Winograd 3x3 convolutions (fp32; faster, ~1e-6 rel.)\n"
     "\n"
     "examples:\n"
+    "  loramix generate -m sd15 -p \"RAW photo, iu1, long straight black hair, lib_bg\" \\\n"
+    "      --lora-scale 0.8 --method w-switch \\\n"
+    "      --lora iu.safetensors --category character --trigger \"iu1, long straight black hair\" \\\n"
+    "      --lora library.safetensors --category background --trigger lib_bg\n"
     "  loramix generate -m tests/fixtures/models/tiny-sd -p \"a red fox\" -o fox.png\n"
     "  loramix generate -m realisticVision.safetensors --vae sd-vae-ft-mse \\\n"
     "      -p \"RAW photo, a woman in a library\" -n \"cartoon, blurry\" \\\n"
@@ -99,11 +146,52 @@ static char *output_name(const char *out, int i, int n) {
     return s;
 }
 
+/* The composition the engine ran (from the image's JSON): method, weights,
+ * and the per-step LoRA schedule, one symbol per step. */
+static void print_composition(const char *json) {
+    cJSON *j = json ? cJSON_Parse(json) : NULL;
+    cJSON *c = j ? cJSON_GetObjectItem(j, "composition") : NULL;
+    cJSON *l = j ? cJSON_GetObjectItem(j, "loras") : NULL;
+    if (!c) {
+        cJSON_Delete(j);
+        return;
+    }
+    cJSON *it;
+    int i = 0;
+    cJSON_ArrayForEach(it, l) {
+        cJSON *nm = cJSON_GetObjectItem(it, "name"), *cat = cJSON_GetObjectItem(it, "category");
+        fprintf(stderr, "lora %d: %s (%s)\n", i++, cJSON_IsString(nm) ? nm->valuestring : "?",
+                cJSON_IsString(cat) ? cat->valuestring : "?");
+    }
+    cJSON *m = cJSON_GetObjectItem(c, "method");
+    fprintf(stderr, "method: %s", cJSON_IsString(m) ? m->valuestring : "?");
+    cJSON *wk = cJSON_GetObjectItem(c, "weighting"), *w = cJSON_GetObjectItem(c, "weights");
+    if (cJSON_IsString(wk)) fprintf(stderr, ", weighting %s", wk->valuestring);
+    if (cJSON_IsArray(w)) {
+        fprintf(stderr, ", weights");
+        cJSON_ArrayForEach(it, w) fprintf(stderr, " %.4f", it->valuedouble);
+    }
+    cJSON *sc = cJSON_GetObjectItem(c, "schedule");
+    if (cJSON_IsString(sc)) fprintf(stderr, "\nschedule (LoRA per step): %s", sc->valuestring);
+    fputc('\n', stderr);
+    cJSON_Delete(j);
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *vae = NULL, *out = "out.png", *sched = NULL, *precision = "fp32";
     int help = 0, quiet = 0, threads = 0, winograd = 0;
     lmx_gen_params p = lmx_gen_params_default();
-    int images = 1;
+    int images = 1, merged = 0;
+    float lora_scale = 1.0f;
+    const char *method = NULL, *weighting = NULL, *timing = NULL, *rounding = NULL, *weights_te = NULL;
+    int switch_steps = 5, tail_steps = 5;
+    cli_loras ls;
+    int rc = cli_loras_take(&argc, argv, &ls);
+    if (rc) {
+        cli_loras_free(&ls);
+        return rc;
+    }
+    double *manual = NULL;
     const arg_opt opts[] = {
         {"--model", "-m", ARG_STR, &model, 0, 0},
         {"--vae", NULL, ARG_STR, &vae, 0, 0},
@@ -123,31 +211,78 @@ int cmd_generate(int argc, char **argv) {
         {"--threads", NULL, ARG_INT, &threads, 0, 1024},
         {"--precision", NULL, ARG_STR, &precision, 0, 0},
         {"--winograd", NULL, ARG_FLAG, &winograd, 0, 0},
+        {"--lora-scale", NULL, ARG_FLOAT, &lora_scale, -100, 100},
+        {"--lora-merged", NULL, ARG_FLAG, &merged, 0, 0},
+        {"--method", NULL, ARG_STR, &method, 0, 0},
+        {"--switch-steps", NULL, ARG_INT, &switch_steps, 1, 10000},
+        {"--tail-steps", NULL, ARG_INT, &tail_steps, 0, 10000},
+        {"--weighting", NULL, ARG_STR, &weighting, 0, 0},
+        {"--switch-timing", NULL, ARG_STR, &timing, 0, 0},
+        {"--round", NULL, ARG_STR, &rounding, 0, 0},
+        {"--weights-te", NULL, ARG_STR, &weights_te, 0, 0},
     };
-    int rc = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &help);
-    if (rc) return rc;
-    if (help) {
-        fputs(HELP, stdout);
-        return CLI_OK;
+    rc = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &help);
+    if (rc || help) {
+        if (help) {
+            fputs(HELP, stdout);
+            fputs(HELP_LORA, stdout);
+            fputs(HELP_OUT, stdout);
+        }
+        cli_loras_free(&ls);
+        return rc;
     }
+    rc = CLI_USAGE;
+    p.compose = lmx_compose_default();
+    p.compose.switch_steps = switch_steps;
+    p.compose.tail_steps = tail_steps;
+    if (method && lmx_method_parse(method, &p.compose.method) != LMX_OK) goto usage_status;
+    if (weighting && !strncmp(weighting, "manual:", 7)) {
+        int n_w = 0;
+        if (compose_parse_manual(weighting + 7, ls.n, &manual, &n_w) != LMX_OK) goto usage_status;
+        p.compose.weighting = LMX_WEIGHTING_MANUAL;
+        p.compose.manual_weights = manual;
+    } else if (weighting && lmx_weighting_parse(weighting, &p.compose.weighting) != LMX_OK) {
+        goto usage_status;
+    }
+    if (timing && strcmp(timing, "clean") && strcmp(timing, "reference")) {
+        cli_error("--switch-timing: expected clean or reference, got '%s'", timing);
+        goto usage;
+    }
+    p.compose.switch_timing_reference = timing && !strcmp(timing, "reference");
+    if (rounding && strcmp(rounding, "half-even") && strcmp(rounding, "half-up")) {
+        cli_error("--round: expected half-even or half-up, got '%s'", rounding);
+        goto usage;
+    }
+    p.compose.round_half_up = rounding && !strcmp(rounding, "half-up");
+    if (weights_te && strcmp(weights_te, "base") && strcmp(weights_te, "generation")) {
+        cli_error("--weights-te: expected base or generation, got '%s'", weights_te);
+        goto usage;
+    }
+    p.compose.weights_te_generation = weights_te && !strcmp(weights_te, "generation");
+    if (p.compose.method != LMX_METHOD_MERGE && ls.n == 0) {
+        cli_error("--method %s: give the LoRAs to compose with --lora", lmx_method_name(p.compose.method));
+        goto usage;
+    }
+    p.lora_scale = lora_scale;
+    p.lora_merged = merged;
     if (!model) {
         cli_error("generate: --model is required (see loramix generate --help)");
-        return CLI_USAGE;
+        goto usage;
     }
     if (!p.prompt) {
         cli_error("generate: --prompt is required (see loramix generate --help)");
-        return CLI_USAGE;
+        goto usage;
     }
     if (p.width % 8 || p.height % 8) {
         cli_error("generate: %s must be a multiple of 8, got %d", p.width % 8 ? "--width" : "--height",
                   p.width % 8 ? p.width : p.height);
-        return CLI_USAGE;
+        goto usage;
     }
-    if (sched && lmx_scheduler_parse(sched, &p.scheduler) != LMX_OK) return cli_fail_status(LMX_ERR_ARG);
+    if (sched && lmx_scheduler_parse(sched, &p.scheduler) != LMX_OK) goto usage_status;
     if (p.timestep_spacing && strcmp(p.timestep_spacing, "linspace") &&
         strcmp(p.timestep_spacing, "leading") && strcmp(p.timestep_spacing, "trailing")) {
         cli_error("--timestep-spacing: expected linspace, leading or trailing, got '%s'", p.timestep_spacing);
-        return CLI_USAGE;
+        goto usage;
     }
     lmx_model_params mp = lmx_model_params_default();
     mp.vae_path = vae;
@@ -157,7 +292,7 @@ int cmd_generate(int argc, char **argv) {
     else if (!strcmp(precision, "bf16")) mp.precision = LMX_PREC_BF16;
     else {
         cli_error("--precision: expected fp32 or bf16, got '%s'", precision);
-        return CLI_USAGE;
+        goto usage;
     }
     p.n_images = images;
     lmx_set_threads(threads);
@@ -172,13 +307,22 @@ int cmd_generate(int argc, char **argv) {
     lmx_status st = imgs ? LMX_OK : LMX_ERR_NOMEM;
     double t0 = cli_now();
     if (st == LMX_OK) st = lmx_model_load(&m, model, &mp);
-    double t_load = cli_now() - t0;
-    if (st == LMX_OK) st = lmx_ctx_create(&ctx, m);
-    if (st == LMX_OK) st = lmx_generate(ctx, &p, imgs);
     rc = CLI_OK;
-    if (st != LMX_OK) {
+    if (st == LMX_OK) {
+        int wm = p.compose.method == LMX_METHOD_W_SWITCH || p.compose.method == LMX_METHOD_W_COMPOSITE;
+        rc = cli_loras_load(&ls, m, wm, quiet);
+        p.loras = ls.uses;
+        p.n_loras = ls.n;
+    }
+    double t_load = cli_now() - t0;
+    if (st == LMX_OK && rc == CLI_OK) st = lmx_ctx_create(&ctx, m);
+    if (st == LMX_OK && rc == CLI_OK) st = lmx_generate(ctx, &p, imgs);
+    if (rc != CLI_OK) {
+        /* already reported */
+    } else if (st != LMX_OK) {
         rc = cli_fail_status(st);
     } else {
+        if (!quiet && ls.n > 0) print_composition(imgs[0].json);
         for (int i = 0; i < images && rc == CLI_OK; i++) {
             char *name = output_name(out, i, images);
             st = name ? lmx_image_save_png(&imgs[i], name) : LMX_ERR_NOMEM;
@@ -192,6 +336,14 @@ int cmd_generate(int argc, char **argv) {
     for (int i = 0; imgs && i < images; i++) lmx_image_free(&imgs[i]);
     free(imgs);
     lmx_ctx_free(ctx);
+    cli_loras_free(&ls);
     lmx_model_free(m);
+    free(manual);
     return rc;
+usage_status:
+    fprintf(stderr, "loramix: error: %s\n", lmx_errmsg());
+usage:
+    cli_loras_free(&ls);
+    free(manual);
+    return CLI_USAGE;
 }

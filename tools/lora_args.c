@@ -1,0 +1,254 @@
+/* lora_args.c - see lora_args.h. */
+#include "lora_args.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cli_parse_category(const char *s, lmx_lora_category *out) {
+    for (int c = 0; c < LMX_CAT_COUNT; c++)
+        if (!strcmp(s, lmx_lora_category_name((lmx_lora_category)c))) {
+            *out = (lmx_lora_category)c;
+            return 1;
+        }
+    return 0;
+}
+
+static int parse_float(const char *opt, const char *v, float *out) {
+    char *end = NULL;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || !*v || *end || !isfinite(x) || fabs(x) > 100) {
+        cli_error("%s: expected a number in [-100, 100], got '%s'", opt, v);
+        return 0;
+    }
+    *out = (float)x;
+    return 1;
+}
+
+static char *trim_dup(const char *s, size_t n) {
+    while (n && (*s == ' ' || *s == '\t')) s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+static int add_trigger(cli_lora *l, const char *t) {
+    /* "a, b" gives two triggers: no trigger of the testbed holds a comma. */
+    const char *p = t;
+    for (;;) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        char *one = trim_dup(p, n);
+        if (!one) return 0;
+        if (!*one) {
+            free(one);
+        } else {
+            char **v = realloc(l->trig, sizeof(char *) * (size_t)(l->n_trig + 1));
+            if (!v) {
+                free(one);
+                return 0;
+            }
+            l->trig = v;
+            l->trig[l->n_trig++] = one;
+        }
+        if (!c) return 1;
+        p = c + 1;
+    }
+}
+
+/* The option at argv[i]: its name length matched against `name`, value
+ * inline (--x=v) or next. Returns the value or NULL (not this option). */
+static const char *opt_val(int argc, char **argv, int *i, const char *name, int *bad) {
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) || (a[n] && a[n] != '=')) return NULL;
+    if (a[n] == '=') return a + n + 1;
+    if (*i + 1 >= argc) {
+        cli_error("%s needs a value", name);
+        *bad = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int orphan(const char *opt) {
+    cli_error("%s must follow the --lora it describes", opt);
+    return CLI_USAGE;
+}
+
+int cli_loras_take(int *argc, char **argv, cli_loras *out) {
+    memset(out, 0, sizeof *out);
+    int n = *argc, w = 1, bad = 0;
+    for (int i = 1; i < n && !bad; i++) {
+        const char *v;
+        cli_lora *cur = out->n ? &out->v[out->n - 1] : NULL;
+        if ((v = opt_val(n, argv, &i, "--lora", &bad))) {
+            cli_lora *nv = realloc(out->v, sizeof *nv * (size_t)(out->n + 1));
+            if (!nv) return CLI_FAIL;
+            out->v = nv;
+            cli_lora *l = &out->v[out->n++];
+            memset(l, 0, sizeof *l);
+            l->scale = 1.0f;
+            l->te_scale = 1.0f;
+            /* FILE:SCALE, where SCALE is a number after the last ':'. */
+            const char *colon = strrchr(v, ':');
+            char *end = NULL;
+            if (colon && colon[1] && (strtod(colon + 1, &end), end && !*end)) {
+                if (!parse_float("--lora", colon + 1, &l->scale)) return CLI_USAGE;
+                l->te_scale = l->scale;
+                l->file = trim_dup(v, (size_t)(colon - v));
+            } else {
+                l->file = strdup(v);
+            }
+            if (!l->file) return CLI_FAIL;
+        } else if ((v = opt_val(n, argv, &i, "--trigger", &bad))) {
+            if (!cur) return orphan("--trigger");
+            if (!add_trigger(cur, v)) return CLI_FAIL;
+        } else if ((v = opt_val(n, argv, &i, "--category", &bad))) {
+            if (!cur) return orphan("--category");
+            if (!cli_parse_category(v, &cur->cat)) {
+                cli_error("--category: expected character, clothing, style, background, object or other, got '%s'", v);
+                return CLI_USAGE;
+            }
+            cur->cat_set = 1;
+        } else if ((v = opt_val(n, argv, &i, "--name", &bad))) {
+            if (!cur) return orphan("--name");
+            free(cur->name);
+            if (!(cur->name = strdup(v))) return CLI_FAIL;
+        } else if ((v = opt_val(n, argv, &i, "--te-scale", &bad))) {
+            if (!cur) return orphan("--te-scale");
+            if (!parse_float("--te-scale", v, &cur->te_scale)) return CLI_USAGE;
+            cur->te_set = 1;
+        } else if ((v = opt_val(n, argv, &i, "--manifest", &bad))) {
+            out->manifest = v;
+        } else if ((v = opt_val(n, argv, &i, "--lora-dir", &bad))) {
+            out->dir = v;
+        } else if (!bad) {
+            argv[w++] = argv[i];
+        }
+    }
+    if (bad) return CLI_USAGE;
+    *argc = w;
+    argv[w] = NULL;
+    return CLI_OK;
+}
+
+/* Fill l from the manifest entry `id` when l->file names one. */
+static int resolve_manifest(cli_loras *ls, cJSON *man, cli_lora *l, const char *mdir) {
+    cJSON *cat;
+    cJSON_ArrayForEach(cat, man) {
+        cJSON *e;
+        cJSON_ArrayForEach(e, cat) {
+            cJSON *id = cJSON_GetObjectItem(e, "id");
+            if (!cJSON_IsString(id) || strcmp(id->valuestring, l->file)) continue;
+            const char *dir = ls->dir ? ls->dir : mdir;
+            size_t len = strlen(dir) + strlen(l->file) + 16;
+            char *path = malloc(len);
+            if (!path) return 0;
+            snprintf(path, len, "%s/%s.safetensors", dir, l->file);
+            if (!l->name) l->name = strdup(l->file);
+            free(l->file);
+            l->file = path;
+            if (!l->cat_set && cat->string) cli_parse_category(cat->string, &l->cat), l->cat_set = 1;
+            cJSON *tr = cJSON_GetObjectItem(e, "trigger"), *t;
+            if (l->n_trig == 0)
+                cJSON_ArrayForEach(t, tr) if (cJSON_IsString(t) && !add_trigger(l, t->valuestring)) return 0;
+            return 1;
+        }
+    }
+    return 1;
+}
+
+int cli_loras_load(cli_loras *ls, lmx_model *m, int triggers_matter, int quiet) {
+    if (ls->n == 0) return CLI_OK;
+    if (ls->manifest) {
+        FILE *f = fopen(ls->manifest, "rb");
+        if (!f) {
+            cli_error("--manifest %s: cannot open: %s", ls->manifest, strerror(errno));
+            return CLI_FAIL;
+        }
+        char *buf = NULL;
+        size_t cap = 0, len = 0;
+        for (;;) {
+            if (len + 4096 > cap) {
+                char *nb = realloc(buf, cap = cap ? 2 * cap : 65536);
+                if (!nb) break;
+                buf = nb;
+            }
+            size_t r = fread(buf + len, 1, cap - len - 1, f);
+            if (r == 0) break;
+            len += r;
+        }
+        fclose(f);
+        if (!buf) return CLI_FAIL;
+        buf[len] = 0;
+        cJSON *man = cJSON_Parse(buf);
+        free(buf);
+        if (!cJSON_IsObject(man)) {
+            cJSON_Delete(man);
+            cli_error("--manifest %s: not a lora_info JSON object ({category: [{id, trigger}]})", ls->manifest);
+            return CLI_FAIL;
+        }
+        char *mdir = strdup(ls->manifest);
+        char *slash = mdir ? strrchr(mdir, '/') : NULL;
+        if (slash) *slash = 0;
+        const char *dir = slash ? mdir : ".";
+        for (int i = 0; i < ls->n; i++)
+            if (!resolve_manifest(ls, man, &ls->v[i], dir)) {
+                free(mdir);
+                cJSON_Delete(man);
+                return CLI_FAIL;
+            }
+        free(mdir);
+        cJSON_Delete(man);
+    }
+    ls->handles = calloc((size_t)ls->n, sizeof *ls->handles);
+    ls->uses = calloc((size_t)ls->n, sizeof *ls->uses);
+    if (!ls->handles || !ls->uses) return CLI_FAIL;
+    for (int i = 0; i < ls->n; i++) {
+        cli_lora *l = &ls->v[i];
+        lmx_status st = lmx_lora_load(&ls->handles[i], m, l->file);
+        if (st != LMX_OK) return cli_fail_status(st);
+        lmx_lora_use *u = &ls->uses[i];
+        *u = lmx_lora_use_default(ls->handles[i]);
+        u->unet_scale = l->scale;
+        u->te_scale = l->te_scale;
+        u->name = l->name;
+        u->category = l->cat;
+        u->triggers = (const char *const *)l->trig;
+        u->n_triggers = l->n_trig;
+        if (l->n_trig == 0 && (triggers_matter || !quiet)) {
+            char tags[512];
+            lmx_lora_top_tags(ls->handles[i], 8, tags, sizeof tags);
+            fprintf(stderr, "loramix: %s: LoRA %s has no trigger words (give them with --trigger after its --lora)%s%s%s\n",
+                    triggers_matter ? "warning" : "note", l->name ? l->name : l->file,
+                    *tags ? "; its training tags suggest: " : "", tags,
+                    triggers_matter ? "; the prompt-aware weights treat it as the spec's no-trigger case" : "");
+        }
+    }
+    return CLI_OK;
+}
+
+void cli_loras_free(cli_loras *ls) {
+    for (int i = 0; i < ls->n; i++) {
+        if (ls->handles) lmx_lora_free(ls->handles[i]);
+        cli_lora *l = &ls->v[i];
+        free(l->file);
+        free(l->name);
+        for (int k = 0; k < l->n_trig; k++) free(l->trig[k]);
+        free(l->trig);
+    }
+    free(ls->handles);
+    free(ls->uses);
+    free(ls->v);
+    memset(ls, 0, sizeof *ls);
+}
