@@ -539,6 +539,13 @@ int det_is_pickle(const char *path, char *why, size_t why_size) {
     ssize_t got = read(fd, head, sizeof head);
     close(fd);
     if (got < 0) got = 0;
+    /* A plausible safetensors header (u64 length, then '{') wins: a header
+     * length such as 640 = 0x280 starts with the bytes of pickle's magic. */
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | head[i];
+    if (got >= 10 && hl >= 2 && hl <= size - 8 && hl <= ST_MAX_HEADER &&
+        (head[8] == '{' || head[8] == ' '))
+        return 0;
     if (got >= 4 && !memcmp(head, "PK\x03\x04", 4)) {
         snprintf(why, why_size, "a zip archive, as torch.save writes");
         return 1;
@@ -548,16 +555,9 @@ int det_is_pickle(const char *path, char *why, size_t why_size) {
         return 1;
     }
     if (has_ext(path, exts, LMX_ARRAY_LEN(exts))) {
-        /* A safetensors file with a pickle-like name is still safetensors. */
-        uint64_t hl = 0;
-        for (int i = 7; i >= 0; i--) hl = (hl << 8) | head[i];
-        int plausible = got >= 10 && hl >= 2 && hl <= size - 8 && hl <= ST_MAX_HEADER &&
-                        (head[8] == '{' || head[8] == ' ');
-        if (!plausible) {
-            const char *dot = strrchr(path, '.');
-            snprintf(why, why_size, "a %s file", dot ? dot : "pickle");
-            return 1;
-        }
+        const char *dot = strrchr(path, '.');
+        snprintf(why, why_size, "a %s file", dot ? dot : "pickle");
+        return 1;
     }
     return 0;
 }

@@ -371,6 +371,20 @@ static void test_pickle(void) {
     const char *st = tmp_path("x.safetensors");
     write_bytes(st, "garbage", 7);
     CHECK(!det_is_pickle(st, NULL, 0), "garbage .safetensors is not pickle (the reader refuses it)");
+    /* A header of 640 = 0x280 bytes starts "80 02", pickle's protocol-2 magic. */
+    const char *p640 = tmp_path("h640.safetensors");
+    {
+        char buf[8 + 640 + 4];
+        memset(buf, 0, sizeof buf);
+        buf[0] = (char)0x80;
+        buf[1] = 0x02;
+        const char *json = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+        memset(buf + 8, ' ', 640);
+        memcpy(buf + 8, json, strlen(json));
+        write_bytes(p640, buf, sizeof buf);
+    }
+    CHECK(!det_is_pickle(p640, why, sizeof why), "safetensors with a 640-byte header is not pickle: %s", why);
+    unlink(p640);
     CHECK(!det_is_pickle(tmp_path("missing.ckpt"), why, sizeof why), "missing file");
     CHECK(!det_is_pickle(g_dir, why, sizeof why), "directory");
     unlink(zip);
