@@ -68,7 +68,7 @@ from common import FIXTURES, save_golden, setup  # noqa: E402
 SEED = 2402
 OUT = os.path.join(FIXTURES, "compose")
 FOLDER = os.path.join(FIXTURES, "models", "tiny-sd")
-SPEC = "/work/shared/spec/testbed"
+SPEC = os.path.join(common.ROOT, "data", "testbed")  # the testbed's LoRA lists (testbed.md §1)
 LAM = 0.8
 
 REALITY_BASE = ("RAW photo, subject, 8k uhd, dslr, high quality, Fujifilm XT3, "

@@ -250,8 +250,10 @@ typedef struct compose_plan {
 } compose_plan;
 
 /* Build the plan of a generation with n_steps UNet calls. `c` NULL = defaults.
- * n = 0 gives a plan without LoRA. Errors (LMX_ERR_ARG, naming the flag):
- * unknown method or weighting, n outside 0..64, a NULL LoRA, tau < 1
+ * n = 0 gives a plan without LoRA. Only names, categories and triggers of
+ * `loras` are read (the lmx_lora handles are the pipeline's business).
+ * Errors (LMX_ERR_ARG, naming the flag):
+ * unknown method or weighting, n outside 0..64, tau < 1
  * ((W-)Switch), tail outside 0..n_steps (W-Switch), W-Switch with N > 1 and a
  * tail but no character LoRA (category CHARACTER, or OTHER with a name
  * starting "character", as the reference's id test), a weighting given to a

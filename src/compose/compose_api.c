@@ -78,18 +78,15 @@ lmx_status lmx_prompt_weights(lmx_ctx *ctx, const char *prompt, const lmx_lora_u
         return lmx_err(LMX_ERR_ARG, "--weighting: unknown weighting %d", (int)weighting);
     if (weighting == LMX_WEIGHTING_MANUAL)
         return lmx_err(LMX_ERR_ARG, "--weighting manual: manual weights are given, not computed");
-    compose_weights cw;
-    memset(&cw, 0, sizeof cw);
-    lmx_status st = LMX_OK;
     if (weighting == LMX_WEIGHTING_PAW || weighting == LMX_WEIGHTING_PTW) {
-        lmx_ctx *c = ctx;
-        compose_clip cc = {.text = c->m->sd->text, .ops = c->ops, .arena = &c->arena};
-        compose_encoder enc = {.tok = c->m->tok,
-                               .hidden = clip_text_cfg(c->m->sd->text)->hidden,
+        compose_weights cw;
+        compose_clip cc = {.text = ctx->m->sd->text, .ops = ctx->ops, .arena = &ctx->arena};
+        compose_encoder enc = {.tok = ctx->m->tok,
+                               .hidden = clip_text_cfg(ctx->m->sd->text)->hidden,
                                .encode = compose_clip_encode,
                                .user = &cc,
                                .warn_prompt = 1};
-        st = compose_prompt_weights(&enc, prompt, loras, n, weighting, NULL, COMPOSE_POOL_MEAN77, &cw);
+        lmx_status st = compose_prompt_weights(&enc, prompt, loras, n, weighting, NULL, COMPOSE_POOL_MEAN77, &cw);
         if (st != LMX_OK) return st;
         for (int i = 0; i < n; i++) {
             if (w) w[i] = cw.w[i];
@@ -102,5 +99,5 @@ lmx_status lmx_prompt_weights(lmx_ctx *ctx, const char *prompt, const lmx_lora_u
         if (w) w[i] = 1.0 / n;
         if (raw) raw[i] = 1.0;
     }
-    return st;
+    return LMX_OK;
 }

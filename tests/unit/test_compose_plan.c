@@ -478,6 +478,17 @@ static void test_errors(void) {
     BAD("triggers count without a list", "trigger");
     three(L);
 #undef BAD
+    /* names */
+    lmx_method mm;
+    lmx_weighting ww;
+    CHECK(lmx_method_parse("blend", &mm) == LMX_ERR_ARG && strstr(lmx_errmsg(), "unknown method 'blend'"),
+          "unknown method name: %s", lmx_errmsg());
+    CHECK(lmx_method_parse("w_switch", &mm) == LMX_OK && mm == LMX_METHOD_W_SWITCH, "w_switch");
+    CHECK(lmx_method_parse("w-composite", &mm) == LMX_OK && mm == LMX_METHOD_W_COMPOSITE, "w-composite");
+    CHECK(lmx_weighting_parse("ptw", &ww) == LMX_OK && ww == LMX_WEIGHTING_PTW, "ptw");
+    CHECK(lmx_weighting_parse("manual", &ww) == LMX_ERR_ARG, "bare 'manual' parsed");
+    CHECK(!strcmp(lmx_method_name((lmx_method)42), "?") && !strcmp(lmx_weighting_name(LMX_WEIGHTING_UNIFORM), "uniform"),
+          "names");
     /* tau and tail do not matter to merge/composite */
     c.switch_steps = 0;
     c.tail_steps = 99;
@@ -611,6 +622,44 @@ static void test_combine(void) {
     }
 }
 
+/* Every allocation of the plan, the weights and the ablation failing in turn:
+ * LMX_ERR_NOMEM, nothing leaked (ASan), then success when none fails. */
+static void test_faults(void) {
+    tok_tokenizer *tok = NULL;
+    CHECK_OK(tok_load_dir(&tok, lmx_src_path("tests/fixtures/models/tiny-sd/tokenizer")));
+    if (!tok) return;
+    fake f = {.hidden = 8};
+    compose_encoder enc = {.tok = tok, .hidden = 8, .encode = fake_encode, .user = &f};
+    lmx_lora_use L[3];
+    three(L);
+    const char *P = "RAW photo, iu1, long straight black hair, mahalaiuniform, film grain";
+    for (int m = LMX_METHOD_SWITCH; m < LMX_METHOD_COUNT; m++) {
+        lmx_compose c = lmx_compose_default();
+        c.method = (lmx_method)m;
+        int n_fail = 0, ok = 0;
+        for (long at = 1; at < 400 && !ok; at++) {
+            compose_plan p;
+            lmx_fault_set_fail_at(at);
+            lmx_status st = compose_plan_build(&p, &c, L, 3, P, 20, &enc, NULL);
+            lmx_fault_set_fail_at(0);
+            if (st == LMX_OK) {
+                cJSON *j = cJSON_CreateObject();
+                compose_plan_json(&p, j);
+                cJSON_Delete(j);
+                compose_plan_free(&p);
+                ok = 1;
+            } else {
+                CHECK(st == LMX_ERR_NOMEM, "%s: allocation %ld failing gave %s: %s", lmx_method_name(c.method), at,
+                      lmx_status_name(st), lmx_errmsg());
+                n_fail++;
+            }
+        }
+        CHECK(ok && (m == LMX_METHOD_SWITCH || m == LMX_METHOD_COMPOSITE || n_fail > 10),
+              "%s: %d allocation failures, then %s", lmx_method_name(c.method), n_fail, ok ? "ok" : "never ok");
+    }
+    tok_free(tok);
+}
+
 int main(void) {
     test_arith();
     test_prompt_weights();
@@ -619,5 +668,7 @@ int main(void) {
     test_errors();
     test_tables();
     test_combine();
+    lmx_log_set(LMX_LOG_ERROR, NULL, NULL); /* the sweep repeats the under-the-floor warning */
+    test_faults();
     return lmx_test_finish();
 }
