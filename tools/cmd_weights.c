@@ -18,6 +18,7 @@
 #include "args.h"
 #include "cli.h"
 #include "compose/compose.h"
+#include "lora_args.h"
 
 static const char HELP[] =
     "usage: loramix weights -m MODEL -p PROMPT --lora FILE [--trigger T ...] [--lora FILE ...] [options]\n"
@@ -40,10 +41,13 @@ static const char HELP[] =
     "                         file is loaded and checked; S is accepted as in\n"
     "                         generate but does not change these weights (they use\n"
     "                         the base text encoder)\n"
-    "      --trigger TEXT     a trigger phrase of the LoRA before it (repeat, in order)\n"
+    "      --trigger TEXT     trigger phrase(s) of the LoRA before it (\"a, b\" gives two;\n"
+    "                         repeat for more, in order)\n"
     "      --category C       its category: character, clothing, style, background,\n"
     "                         object (default other)\n"
     "      --name NAME        its name in the output (default: the file name)\n"
+    "      --manifest FILE    a lora_info JSON (testbed form): --lora ID then takes\n"
+    "                         --lora-dir/ID.safetensors with its triggers and category\n"
     "      --weighting W      paw (default) or ptw\n"
     "      --switch-steps N   tau for the printed W-Switch block lengths (default 5)\n"
     "      --json             print JSON instead of the table\n"
@@ -55,41 +59,6 @@ static const char HELP[] =
     "          --trigger iu1 --trigger \"long straight black hair\" \\\n"
     "      --lora tests/fixtures/compose/style_1.safetensors --category style \\\n"
     "          --trigger \"film grain\" --weighting paw\n";
-
-#define MAX_LORAS COMPOSE_MAX_LORAS
-
-typedef struct lora_arg {
-    const char *file;   /* points into a strdup'd FILE[:S] */
-    char *spec;
-    const char **trig;
-    int n_trig, cap_trig;
-    const char *name, *category;
-    char *label;        /* default name, owned */
-} lora_arg;
-
-/* The value of option `name` at argv[*i] ("--x v" or "--x=v"), or NULL if
- * argv[*i] is not that option. Advances *i past a separate value. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name, int *missing) {
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, n)) return NULL;
-    if (a[n] == '=') return a + n + 1;
-    if (a[n]) return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-static int parse_category(const char *s, lmx_lora_category *out) {
-    for (int c = 0; c < LMX_CAT_COUNT; c++)
-        if (!strcmp(s, lmx_lora_category_name((lmx_lora_category)c))) {
-            *out = (lmx_lora_category)c;
-            return 1;
-        }
-    return 0;
-}
 
 static void print_json_string(const char *s) {
     putchar('"');
@@ -103,73 +72,19 @@ static void print_json_string(const char *s) {
 
 int cmd_weights(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *weighting = "paw";
-    int help = 0, json = 0, tau = 5, rc = CLI_OK;
-    lora_arg la[MAX_LORAS];
-    int n = 0;
-    memset(la, 0, sizeof la);
-    char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    int n_rest = 0;
+    int help = 0, json = 0, tau = 5, rc = CLI_OK, n = 0;
     lmx_model *m = NULL;
     lmx_ctx *ctx = NULL;
-    lmx_lora *loaded[MAX_LORAS] = {0};
-    lmx_lora_use use[MAX_LORAS];
-    double w[MAX_LORAS], raw[MAX_LORAS];
-    char *texts[MAX_LORAS] = {0};
-    if (!rest) {
-        cli_error("weights: out of memory");
-        return CLI_FAIL;
-    }
-    rest[n_rest++] = argv[0];
-    /* --lora groups first (order matters), the rest through the common parser */
-    for (int i = 1; i < argc; i++) {
-        int missing = 0;
-        const char *v;
-        if ((v = opt_value(argc, argv, &i, "--lora", &missing))) {
-            if (n == MAX_LORAS) {
-                cli_error("--lora: at most %d LoRAs", MAX_LORAS);
-                rc = CLI_USAGE;
-                goto done;
-            }
-            la[n].spec = strdup(v);
-            la[n].file = la[n].spec;
-            n++;
-        } else if ((v = opt_value(argc, argv, &i, "--trigger", &missing)) ||
-                   (!missing && (v = opt_value(argc, argv, &i, "--category", &missing))) ||
-                   (!missing && (v = opt_value(argc, argv, &i, "--name", &missing)))) {
-            /* which one: the option is argv[i] ("--x=v") or argv[i - 1] ("--x v") */
-            const char *opt = v > argv[i] && v <= argv[i] + strlen(argv[i]) ? argv[i] : argv[i - 1];
-            if (n == 0) {
-                cli_error("%.*s: give it after the --lora it belongs to", (int)strcspn(opt, "="), opt);
-                rc = CLI_USAGE;
-                goto done;
-            }
-            lora_arg *l = &la[n - 1];
-            if (!strncmp(opt, "--trigger", 9)) {
-                if (l->n_trig == l->cap_trig) {
-                    int cap = l->cap_trig ? 2 * l->cap_trig : 4;
-                    const char **t = realloc(l->trig, sizeof *t * (size_t)cap);
-                    if (!t) {
-                        cli_error("weights: out of memory");
-                        rc = CLI_FAIL;
-                        goto done;
-                    }
-                    l->trig = t;
-                    l->cap_trig = cap;
-                }
-                l->trig[l->n_trig++] = v;
-            } else if (!strncmp(opt, "--category", 10)) {
-                l->category = v;
-            } else {
-                l->name = v;
-            }
-        } else if (missing) {
-            cli_error("%s needs a value", argv[i]);
-            rc = CLI_USAGE;
-            goto done;
-        } else {
-            rest[n_rest++] = argv[i];
-        }
-    }
+    lmx_lora_use *use = NULL;
+    double *w = NULL, *raw = NULL;
+    char **texts = NULL;
+    int *blocks = NULL;
+    double *a = NULL;
+    /* --lora groups first (their order is the composition order). */
+    cli_loras ls;
+    rc = cli_loras_take(&argc, argv, &ls);
+    if (rc) goto done;
+    n = ls.n;
     const arg_opt opts[] = {
         {"--model", "-m", ARG_STR, &model, 0, 0},
         {"--prompt", "-p", ARG_STR, &prompt, 0, 0},
@@ -177,7 +92,7 @@ int cmd_weights(int argc, char **argv) {
         {"--switch-steps", NULL, ARG_INT, &tau, 1, 1000},
         {"--json", NULL, ARG_FLAG, &json, 0, 0},
     };
-    rc = args_parse(n_rest, rest, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &help);
+    rc = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &help);
     if (rc) goto done;
     if (help) {
         fputs(HELP, stdout);
@@ -189,61 +104,35 @@ int cmd_weights(int argc, char **argv) {
         rc = CLI_USAGE;
         goto done;
     }
+    if (n > COMPOSE_MAX_LORAS) {
+        cli_error("--lora: at most %d LoRAs", COMPOSE_MAX_LORAS);
+        rc = CLI_USAGE;
+        goto done;
+    }
     lmx_weighting kind;
     if (lmx_weighting_parse(weighting, &kind) != LMX_OK || (kind != LMX_WEIGHTING_PAW && kind != LMX_WEIGHTING_PTW)) {
         cli_error("--weighting: expected paw or ptw, got '%s'", weighting);
         rc = CLI_USAGE;
         goto done;
     }
-    for (int i = 0; i < n; i++) {
-        lmx_lora_category cat = LMX_CAT_OTHER;
-        if (la[i].category && !parse_category(la[i].category, &cat)) {
-            cli_error("--category: expected character, clothing, style, background, object or other, got '%s'",
-                      la[i].category);
-            rc = CLI_USAGE;
-            goto done;
-        }
-        /* FILE:SCALE when what follows the last ':' is a number */
-        char *colon = strrchr(la[i].spec, ':');
-        if (colon && colon != la[i].spec) {
-            char *end = NULL;
-            double s = strtod(colon + 1, &end);
-            if (end != colon + 1 && !*end) {
-                if (!isfinite(s)) {
-                    cli_error("--lora %s: the scale must be a finite number", la[i].spec);
-                    rc = CLI_USAGE;
-                    goto done;
-                }
-                *colon = 0;
-            }
-        }
+    w = calloc((size_t)n, sizeof *w);
+    raw = calloc((size_t)n, sizeof *raw);
+    a = calloc((size_t)n, sizeof *a);
+    texts = calloc((size_t)n, sizeof *texts);
+    blocks = calloc((size_t)n, sizeof *blocks);
+    if (!w || !raw || !a || !texts || !blocks) {
+        cli_error("weights: out of memory");
+        rc = CLI_FAIL;
+        goto done;
     }
-
     lmx_status st = lmx_model_load(&m, model, NULL);
     if (st == LMX_OK) st = lmx_ctx_create(&ctx, m);
-    for (int i = 0; i < n && st == LMX_OK; i++) {
-        st = lmx_lora_load(&loaded[i], m, la[i].file);
-        if (st != LMX_OK) break;
-        use[i] = lmx_lora_use_default(loaded[i]);
-        use[i].name = la[i].name;
-        if (la[i].category) parse_category(la[i].category, &use[i].category);
-        use[i].triggers = la[i].trig;
-        use[i].n_triggers = la[i].n_trig;
-        if (!use[i].name) { /* the file name without directory and extension */
-            const char *b = strrchr(la[i].file, '/');
-            b = b ? b + 1 : la[i].file;
-            const char *dot = strrchr(b, '.');
-            size_t len = dot && dot != b ? (size_t)(dot - b) : strlen(b);
-            la[i].label = malloc(len + 1);
-            if (!la[i].label) {
-                st = LMX_ERR_NOMEM;
-                break;
-            }
-            memcpy(la[i].label, b, len);
-            la[i].label[len] = 0;
-            use[i].name = la[i].label;
-        }
+    if (st != LMX_OK) {
+        rc = cli_fail_status(st);
+        goto done;
     }
+    if ((rc = cli_loras_load(&ls, m, 1, 0)) != CLI_OK) goto done;
+    use = ls.uses;
     if (st == LMX_OK) st = lmx_prompt_weights(ctx, prompt, use, n, kind, w, raw);
     for (int i = 0; i < n && st == LMX_OK; i++)
         st = kind == LMX_WEIGHTING_PAW ? compose_ablate(prompt, use[i].triggers, use[i].n_triggers, &texts[i])
@@ -254,8 +143,7 @@ int cmd_weights(int argc, char **argv) {
     }
 
     const int paw = kind == LMX_WEIGHTING_PAW;
-    double a[MAX_LORAS];
-    int floored = paw, blocks[MAX_LORAS];
+    int floored = paw;
     for (int i = 0; i < n; i++) {
         int edge = paw && (use[i].n_triggers == 0 || compose_utf8_len(texts[i]) < 5);
         a[i] = paw && !edge ? (raw[i] > COMPOSE_PAW_FLOOR ? raw[i] : COMPOSE_PAW_FLOOR) : raw[i];
@@ -305,15 +193,14 @@ int cmd_weights(int argc, char **argv) {
         printf("\nnote: every score is under the %.2f floor, so the weights are uniform (W-Switch = Switch + tail)\n",
                COMPOSE_PAW_FLOOR);
 done:
-    for (int i = 0; i < n; i++) {
-        lmx_free(texts[i]);
-        lmx_lora_free(loaded[i]);
-        free(la[i].spec);
-        free(la[i].trig);
-        free(la[i].label);
-    }
+    for (int i = 0; texts && i < n; i++) lmx_free(texts[i]);
+    free(texts);
+    free(w);
+    free(raw);
+    free(a);
+    free(blocks);
+    cli_loras_free(&ls);
     lmx_ctx_free(ctx);
     lmx_model_free(m);
-    free(rest);
     return rc;
 }

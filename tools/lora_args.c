@@ -216,6 +216,13 @@ int cli_loras_load(cli_loras *ls, lmx_model *m, int triggers_matter, int quiet) 
     if (!ls->handles || !ls->uses) return CLI_FAIL;
     for (int i = 0; i < ls->n; i++) {
         cli_lora *l = &ls->v[i];
+        if (!l->name) { /* the file name without folder and extension */
+            const char *b = strrchr(l->file, '/');
+            b = b ? b + 1 : l->file;
+            const char *dot = strrchr(b, '.');
+            l->name = trim_dup(b, dot && dot != b ? (size_t)(dot - b) : strlen(b));
+            if (!l->name) return CLI_FAIL;
+        }
         lmx_status st = lmx_lora_load(&ls->handles[i], m, l->file);
         if (st != LMX_OK) return cli_fail_status(st);
         lmx_lora_use *u = &ls->uses[i];
@@ -230,7 +237,7 @@ int cli_loras_load(cli_loras *ls, lmx_model *m, int triggers_matter, int quiet) 
             char tags[512];
             lmx_lora_top_tags(ls->handles[i], 8, tags, sizeof tags);
             fprintf(stderr, "loramix: %s: LoRA %s has no trigger words (give them with --trigger after its --lora)%s%s%s\n",
-                    triggers_matter ? "warning" : "note", l->name ? l->name : l->file,
+                    triggers_matter ? "warning" : "note", l->name,
                     *tags ? "; its training tags suggest: " : "", tags,
                     triggers_matter ? "; the prompt-aware weights treat it as the spec's no-trigger case" : "");
         }

@@ -83,7 +83,7 @@ err no-model "--model is required"
 run no-lora 2 -m "$M" -p x
 err no-lora "at least one --lora"
 run trigger-first 2 --trigger x -m "$M" -p x --lora "$F/style_1.safetensors"
-err trigger-first "give it after the --lora"
+err trigger-first "must follow the --lora"
 run bad-weighting 2 -m "$M" -p x --lora "$F/style_1.safetensors" --weighting uniform
 run bad-category 2 -m "$M" -p x --lora "$F/style_1.safetensors" --category hat
 run no-value 2 -m "$M" -p x --lora
