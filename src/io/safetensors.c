@@ -500,6 +500,19 @@ lmx_status st_open_buffer(st_file **out, const void *buf, size_t n, const char *
     return finish_open(f, out);
 }
 
+void st_drop_pages(const st_file *f) {
+    if (f && f->owns_map && f->map) madvise((void *)f->map, f->map_size, MADV_DONTNEED);
+}
+
+void st_drop_range(const st_file *f, const void *p, size_t n) {
+    if (!f || !f->owns_map || !f->map || n == 0) return;
+    const uint8_t *b = p, *e = b + n;
+    if (b < f->map || e > f->map + f->map_size) return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)b + pg - 1) & ~(pg - 1), hi = (uintptr_t)e & ~(pg - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 void st_close(st_file *f) {
     if (!f) return;
     if (f->owns_map && f->map) munmap((void *)f->map, f->map_size);

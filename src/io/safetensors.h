@@ -65,7 +65,13 @@ lmx_status st_open(st_file **out, const char *path);
 /* The same over a caller-owned buffer (no copy; for fuzzing and tests).
  * `label` names the buffer in error messages. */
 lmx_status st_open_buffer(st_file **out, const void *buf, size_t n, const char *label);
-void st_close(st_file *f);                                  /* NULL is a no-op */
+void st_close(st_file *f);
+/* Tell the kernel the mapped pages are not needed now (madvise DONTNEED):
+ * they leave the resident set and are read again from the file on the next
+ * access. For weights already converted into packed kernels. */
+void st_drop_pages(const st_file *f);
+/* The same for the whole pages inside [p, p + n) of f's mapping. */
+void st_drop_range(const st_file *f, const void *p, size_t n);                                  /* NULL is a no-op */
 
 const char *st_path(const st_file *f);
 int st_count(const st_file *f);

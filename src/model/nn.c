@@ -363,6 +363,9 @@ static lmx_status fetch(nn_src *s, const char *name, int ndim, const int64_t *sh
     if (st) return st;
     st = st_to_f32(t, dst);
     if (st) return st;
+    /* Converted: the mapped pages may leave memory (re-read on demand), so
+     * the mapping and the packed copy are never resident together. */
+    st_drop_range(s->f, t->data, t->nbytes);
     if (src_out) *src_out = t;
     return LMX_OK;
 }
