@@ -137,6 +137,18 @@ static lmx_status refuse_arch(const unet_config *c, const char *where) {
     return LMX_OK;
 }
 
+/* Free a component's loading state before the next one. */
+static void component_done(uint8_t **used, char **json, char **label, char **path) {
+    lmx_free(*used);
+    lmx_free(*json);
+    lmx_free(*label);
+    lmx_free(*path);
+    *used = NULL;
+    *json = NULL;
+    *label = NULL;
+    *path = NULL;
+}
+
 /* ---- VAE ------------------------------------------------------------------------------ */
 
 /* Load a VAE from f with the given prefix/map/config; reports unused tensors
@@ -310,14 +322,7 @@ static lmx_status load_folder(sd_model *m, const char *root, const sd_load_opts 
     f = NULL;
     if ((st = unet_load(&m->unet, &s, &ucfg))) goto done;
     nn_report_unused(s.f, used, "", "unet");
-    lmx_free(used);
-    used = NULL;
-    lmx_free(json);
-    json = NULL;
-    lmx_free(label);
-    label = NULL;
-    lmx_free(p);
-    p = NULL;
+    component_done(&used, &json, &label, &p);
 
     /* text encoder */
     if (!(p = join(root, "text_encoder"))) goto nomem;
@@ -333,14 +338,7 @@ static lmx_status load_folder(sd_model *m, const char *root, const sd_load_opts 
     f = NULL;
     if ((st = clip_text_load(&m->text, &s, &tcfg))) goto done;
     nn_report_unused(s.f, used, "", "text_encoder");
-    lmx_free(used);
-    used = NULL;
-    lmx_free(json);
-    json = NULL;
-    lmx_free(label);
-    label = NULL;
-    lmx_free(p);
-    p = NULL;
+    component_done(&used, &json, &label, &p);
 
     /* VAE */
     if (!o->vae_path) {

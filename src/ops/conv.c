@@ -316,19 +316,8 @@ static lmx_status conv_entry(op_ctx *ctx, const op_conv2d *c, int64_t B, int64_t
                      c->prec == OP_PREC_BF16 ? "bf16" : "f32", dnnl_status2str(st));
         goto fail;
     }
-    e->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    snprintf(e->impl, sizeof e->impl, "%s", op_pd_impl(pd));
-    e->scratch_bytes = op_pd_scratch_bytes(pd);
-    {
-        int args[5], n = 0;
-        args[n++] = DNNL_ARG_SRC;
-        args[n++] = DNNL_ARG_WEIGHTS;
-        if (c->bias) args[n++] = DNNL_ARG_BIAS;
-        args[n++] = DNNL_ARG_DST;
-        args[n++] = DNNL_ARG_SCRATCHPAD;
-        rc = op_prim_make(&e->main, pd, args, n, what);
-        if (rc != LMX_OK) goto fail;
-    }
+    rc = op_entry_init_main(e, pd, c->bias != NULL, what);
+    if (rc != LMX_OK) goto fail;
     {
         /* Reorders between the caller's NHWC f32 and what the kernel takes. */
         dnnl_memory_desc_t xs, ys;

@@ -128,6 +128,20 @@ void op_prim_release(op_prim *pr) {
     memset(pr, 0, sizeof *pr);
 }
 
+lmx_status op_entry_init_main(op_entry *e, const_dnnl_primitive_desc_t pd, int has_bias,
+                              const char *what) {
+    e->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    snprintf(e->impl, sizeof e->impl, "%s", op_pd_impl(pd));
+    e->scratch_bytes = op_pd_scratch_bytes(pd);
+    int args[5], n = 0;
+    args[n++] = DNNL_ARG_SRC;
+    args[n++] = DNNL_ARG_WEIGHTS;
+    if (has_bias) args[n++] = DNNL_ARG_BIAS;
+    args[n++] = DNNL_ARG_DST;
+    args[n++] = DNNL_ARG_SCRATCHPAD;
+    return op_prim_make(&e->main, pd, args, n, what);
+}
+
 lmx_status op_prim_make(op_prim *pr, const_dnnl_primitive_desc_t pd, const int *args, int n,
                         const char *what) {
     dnnl_status_t st;

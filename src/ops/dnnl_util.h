@@ -96,6 +96,12 @@ typedef struct op_entry {
     char impl[64];
 } op_entry;
 
+/* Fill a new entry from its primitive desc: the weights layout, the
+ * implementation name, the scratchpad size, and the main primitive with the
+ * standard arguments SRC, WEIGHTS, [BIAS], DST, SCRATCHPAD. */
+lmx_status op_entry_init_main(op_entry *e, const_dnnl_primitive_desc_t pd, int has_bias,
+                              const char *what);
+
 op_entry *op_cache_find(op_ctx *ctx, const op_key *k);
 /* Takes ownership of e (freed on failure). */
 lmx_status op_cache_insert(op_ctx *ctx, op_entry *e);
