@@ -252,6 +252,15 @@ typedef enum lmx_scheduler {
 const char *lmx_scheduler_name(lmx_scheduler s);           /* "dpm++2m", ... */
 lmx_status lmx_scheduler_parse(const char *name, lmx_scheduler *out);
 
+/* Which of torch's CPU normal-distribution kernels to reproduce: they differ
+ * by up to 2e-6 in ~38% of the values (shared/spec/numerics.md §11). torch
+ * 2.8 takes the x86 kernel on every x86-64 CPU with AVX2 or AVX-512; ARM
+ * (Apple silicon) and generic builds take the portable one. */
+typedef enum lmx_rng {
+    LMX_RNG_TORCH_X86 = 0,
+    LMX_RNG_TORCH_PORTABLE,
+} lmx_rng;
+
 /* Progress: called after every denoising step and once per decode. */
 typedef void (*lmx_progress_fn)(int step, int n_steps, double elapsed_s, void *user);
 
@@ -263,6 +272,7 @@ typedef struct lmx_gen_params {
     float guidance;               /* CFG scale; <= 1 disables CFG           */
     uint64_t seed;                /* torch.manual_seed(seed) on the CPU     */
     int n_images;                 /* one generator stream for the batch     */
+    lmx_rng rng;                  /* torch kernel to match (default x86)    */
     uint64_t noise_skip;          /* draws of the initial-noise shape to skip on
                                      the seed's stream first: image k of a run
                                      sharing one generator (testbed.md §3 ZHONG

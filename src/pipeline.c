@@ -284,7 +284,9 @@ static char *make_json(const lmx_ctx *c, const lmx_gen_params *p, const gen_info
     cJSON_AddStringToObject(j, "precision", c->m->params.precision == LMX_PREC_BF16 ? "bf16" : "fp32");
     cJSON_AddBoolToObject(j, "winograd", c->m->params.winograd);
     cJSON_AddNumberToObject(j, "threads", gi->threads);
-    cJSON_AddStringToObject(j, "rng", "torch.manual_seed(seed); torch.randn (CPU)");
+    cJSON_AddStringToObject(j, "rng", p->rng == LMX_RNG_TORCH_PORTABLE
+                                          ? "torch.manual_seed(seed); torch.randn (CPU, portable kernel)"
+                                          : "torch.manual_seed(seed); torch.randn (CPU, x86 kernel)");
     if (p->noise_skip) {
         char skip[32];
         snprintf(skip, sizeof skip, "%llu", (unsigned long long)p->noise_skip);
@@ -316,6 +318,8 @@ static lmx_status check_params(const lmx_ctx *c, const lmx_gen_params *p, gen_in
         return lmx_err(LMX_ERR_ARG, "--cfg: expected a finite number >= 0, got %g", (double)p->guidance);
     if (!isfinite(p->lora_scale))
         return lmx_err(LMX_ERR_ARG, "lora scale: expected a finite number, got %g", (double)p->lora_scale);
+    if (p->rng != LMX_RNG_TORCH_X86 && p->rng != LMX_RNG_TORCH_PORTABLE)
+        return lmx_err(LMX_ERR_ARG, "rng: unknown kernel %d", (int)p->rng);
     if ((unsigned)p->scheduler >= LMX_SCHED_COUNT)
         return lmx_err(LMX_ERR_ARG, "scheduler: unknown value %d", (int)p->scheduler);
     int f = vae_factor(m->sd->vae);
@@ -437,7 +441,7 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
     /* 2. Initial noise: one torch.randn([n, C, h, w]) from a fresh generator
      * (torch's x86 kernel, which torch 2.8 also takes on AVX-512 machines). */
     rng_state rng;
-    rng_init(&rng, p->seed, RNG_PATH_AVX2);
+    rng_init(&rng, p->seed, p->rng == LMX_RNG_TORCH_PORTABLE ? RNG_PATH_PORTABLE : RNG_PATH_AVX2);
     /* Shared-stream protocol (testbed.md §3): earlier images' draws first. */
     for (uint64_t s = 0; s < p->noise_skip; s++) rng_randn(&rng, x, lat);
     rng_randn(&rng, x, lat);

@@ -48,6 +48,9 @@ static const char HELP[] =
     "      --timestep-spacing linspace | leading | trailing (default: from the config)\n"
     "      --clip-skip K      use the text encoder's K-th layer from the end (A1111's\n"
     "                         \"CLIP skip K+1\"); default 0 = last layer\n"
+    "      --rng K            x86 (default) or portable: which of torch's CPU randn\n"
+    "                         kernels to match. Use portable to match diffusers on\n"
+    "                         ARM (Apple silicon) or generic torch builds\n"
     "      --images N         images from one seed stream, as diffusers'\n"
     "                         num_images_per_prompt (default 1)\n"
     "\n"
@@ -178,6 +181,7 @@ static void print_composition(const char *json) {
 }
 
 int cmd_generate(int argc, char **argv) {
+    const char *rng = NULL;
     const char *model = NULL, *vae = NULL, *out = "out.png", *sched = NULL, *precision = "fp32";
     int help = 0, quiet = 0, threads = 0, winograd = 0;
     lmx_gen_params p = lmx_gen_params_default();
@@ -206,6 +210,7 @@ int cmd_generate(int argc, char **argv) {
         {"--timestep-spacing", NULL, ARG_STR, &p.timestep_spacing, 0, 0},
         {"--clip-skip", NULL, ARG_INT, &p.clip_skip, 0, 11},
         {"--images", NULL, ARG_INT, &images, 1, 64},
+        {"--rng", NULL, ARG_STR, &rng, 0, 0},
         {"--output", "-o", ARG_STR, &out, 0, 0},
         {"--quiet", "-q", ARG_FLAG, &quiet, 0, 0},
         {"--threads", NULL, ARG_INT, &threads, 0, 1024},
@@ -232,6 +237,11 @@ int cmd_generate(int argc, char **argv) {
         return rc;
     }
     rc = CLI_USAGE;
+    if (rng && strcmp(rng, "x86") && strcmp(rng, "portable")) {
+        cli_error("--rng: expected x86 or portable, got '%s'", rng);
+        goto usage;
+    }
+    p.rng = rng && !strcmp(rng, "portable") ? LMX_RNG_TORCH_PORTABLE : LMX_RNG_TORCH_X86;
     p.compose = lmx_compose_default();
     p.compose.switch_steps = switch_steps;
     p.compose.tail_steps = tail_steps;
