@@ -130,6 +130,61 @@ int64_t *lmx_golden_i64(st_file *f, const char *name, int64_t *numel_out) {
     return out;
 }
 
+float *lmx_golden_field(st_file *f, const char *name, const char *field, int64_t *numel_out) {
+    char key[256];
+    snprintf(key, sizeof key, "%s.%s", name, field);
+    return lmx_golden_f32(f, key, numel_out);
+}
+
+int64_t *lmx_golden_cfg(st_file *f, const char *name, int64_t want) {
+    char key[256];
+    int64_t n = 0;
+    snprintf(key, sizeof key, "%s.cfg", name);
+    int64_t *c = lmx_golden_i64(f, key, &n);
+    if (c && n != want) {
+        CHECK(0, "%s: %lld config values, expected %lld", key, (long long)n, (long long)want);
+        lmx_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+float *lmx_test_floats(int64_t n) {
+    float *p = lmx_malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    LMX_ASSERT(p);
+    return p;
+}
+
+float *lmx_test_randn(int64_t n, uint64_t seed, float scale) {
+    float *p = lmx_test_floats(n);
+    lmx_fill_randn(p, n, seed, scale);
+    return p;
+}
+
+void lmx_round_bf16(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = lmx_bf16_to_f32(lmx_f32_to_bf16(x[i]));
+}
+
+double lmx_rel_rms(const float *a, const float *r, int64_t n) {
+    double e = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - r[i];
+        e += d * d;
+        s += (double)r[i] * r[i];
+    }
+    return s > 0 ? sqrt(e / s) : sqrt(e);
+}
+
+int64_t lmx_ulp_dist(float a, float b) {
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4);
+    memcpy(&ib, &b, 4);
+    if (ia < 0) ia = (int32_t)(0x80000000u - (uint32_t)ia);
+    if (ib < 0) ib = (int32_t)(0x80000000u - (uint32_t)ib);
+    int64_t d = (int64_t)ia - (int64_t)ib;
+    return d < 0 ? -d : d;
+}
+
 void lmx_fill_randn(float *x, int64_t n, uint64_t seed, float scale) {
     lmx_prng r = {seed};
     for (int64_t i = 0; i < n; i++) x[i] = lmx_prng_normal(&r) * scale;

@@ -64,6 +64,23 @@ float *lmx_golden_f32(st_file *f, const char *name, int64_t *numel_out);
 /* Fetch an integer tensor (I32 or I64) as int64. */
 int64_t *lmx_golden_i64(st_file *f, const char *name, int64_t *numel_out);
 
+/* Golden tensors named "<name>.<field>" (fp32) and a case's integer
+ * configuration "<name>.cfg" of exactly `want` values (NULL, and a failure,
+ * otherwise). */
+float *lmx_golden_field(st_file *f, const char *name, const char *field, int64_t *numel_out);
+int64_t *lmx_golden_cfg(st_file *f, const char *name, int64_t want);
+
+/* Test buffers: n floats (asserts on allocation failure: tests only), and
+ * n floats filled with N(0,1)·scale. Free with lmx_free. */
+float *lmx_test_floats(int64_t n);
+float *lmx_test_randn(int64_t n, uint64_t seed, float scale);
+/* Round every element to bf16 and back (the inputs a bf16 kernel sees). */
+void lmx_round_bf16(float *x, int64_t n);
+/* rms(a - r) / rms(r) (rms(a - r) when r is all zero). */
+double lmx_rel_rms(const float *a, const float *r, int64_t n);
+/* Distance in units in the last place between two floats (0 for +0/-0). */
+int64_t lmx_ulp_dist(float a, float b);
+
 /* Deterministic random fill, N(0,1)·scale. */
 void lmx_fill_randn(float *x, int64_t n, uint64_t seed, float scale);
 void lmx_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi);

@@ -25,23 +25,13 @@
 #include "harness.h"
 #include "sched/sched.h"
 
-static int64_t ulp_dist(float a, float b) {
-    int32_t ia, ib;
-    memcpy(&ia, &a, 4);
-    memcpy(&ib, &b, 4);
-    if (ia < 0) ia = (int32_t)(0x80000000u - (uint32_t)ia);
-    if (ib < 0) ib = (int32_t)(0x80000000u - (uint32_t)ib);
-    int64_t d = (int64_t)ia - (int64_t)ib;
-    return d < 0 ? -d : d;
-}
-
 /* Number of elements that differ in their bits; *max_ulp gets the worst. */
 static int64_t n_diff(const float *a, const float *r, int64_t n, int64_t *max_ulp) {
     int64_t bad = 0, mu = 0;
     for (int64_t i = 0; i < n; i++)
         if (memcmp(&a[i], &r[i], 4)) {
             bad++;
-            int64_t u = ulp_dist(a[i], r[i]);
+            int64_t u = lmx_ulp_dist(a[i], r[i]);
             if (u > mu) mu = u;
         }
     if (max_ulp) *max_ulp = mu;
@@ -240,7 +230,7 @@ static void test_timesteps(void) {
                 float t = sched_timestep(s, i), r = tst[ts_off + i];
                 if (memcmp(&t, &r, 4)) {
                     bad++;
-                    if (ulp_dist(t, r) > mu) mu = ulp_dist(t, r);
+                    if (lmx_ulp_dist(t, r) > mu) mu = lmx_ulp_dist(t, r);
                     double rel = fabs((double)t - r) / fmax(fabs((double)r), 1.0);
                     if (rel > t_rel) t_rel = rel;
                     int integral = t == floorf(t) && r == floorf(r);
@@ -261,7 +251,7 @@ static void test_timesteps(void) {
                 snprintf(what, sizeof what, "torch sigmas (case %d)", n_cases - 1);
                 if (!zsnr) lmx_cmp_f32(what, sig, sgt + sg_off, ns, 1e-9, 1e-6);
             }
-            if (ulp_dist(ours, ins_t) > t_in_ulp) t_in_ulp = ulp_dist(ours, ins_t);
+            if (lmx_ulp_dist(ours, ins_t) > t_in_ulp) t_in_ulp = lmx_ulp_dist(ours, ins_t);
         }
         sched_free(s);
     }

@@ -27,32 +27,6 @@ typedef struct conv_shape {
     int kh, kw, stride, pad;
 } conv_shape;
 
-static float *alloc_f(int64_t n) {
-    float *p = lmx_malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    LMX_ASSERT(p);
-    return p;
-}
-
-static float *randn(int64_t n, uint64_t seed, float scale) {
-    float *p = alloc_f(n);
-    lmx_fill_randn(p, n, seed, scale);
-    return p;
-}
-
-static void round_bf16(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = lmx_bf16_to_f32(lmx_f32_to_bf16(x[i]));
-}
-
-static double rel_rms(const float *a, const float *r, int64_t n) {
-    double e = 0, s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - r[i];
-        e += d * d;
-        s += (double)r[i] * r[i];
-    }
-    return s > 0 ? sqrt(e / s) : sqrt(e);
-}
-
 static int64_t odim(int64_t in, int k, int s, int p) { return (in + 2 * p - k) / s + 1; }
 
 /* Run one conv configuration; returns the output (caller frees) for
@@ -69,11 +43,11 @@ static float *conv_case(const conv_shape *s, int with_bias, float beta, op_prec 
                   Wo = odim(s->W, s->kw, s->stride, s->pad);
     const int64_t nx = s->B * s->H * s->W * s->ci, ny = s->B * Ho * Wo * s->co;
     const int64_t nw = s->co * s->ci * s->kh * s->kw;
-    float *w = randn(nw, seed, 1.0f / sqrtf((float)(s->ci * s->kh * s->kw)));
-    float *b = with_bias ? randn(s->co, seed + 1, 0.5f) : NULL;
-    float *x = randn(nx, seed + 2, 1.0f);
-    float *y0 = randn(ny, seed + 3, 1.0f);
-    float *y = alloc_f(ny), *yr = alloc_f(ny);
+    float *w = lmx_test_randn(nw, seed, 1.0f / sqrtf((float)(s->ci * s->kh * s->kw)));
+    float *b = with_bias ? lmx_test_randn(s->co, seed + 1, 0.5f) : NULL;
+    float *x = lmx_test_randn(nx, seed + 2, 1.0f);
+    float *y0 = lmx_test_randn(ny, seed + 3, 1.0f);
+    float *y = lmx_test_floats(ny), *yr = lmx_test_floats(ny);
     memcpy(y, y0, sizeof(float) * (size_t)ny);
     memcpy(yr, y0, sizeof(float) * (size_t)ny);
     if (beta == 0.0f)
@@ -96,10 +70,10 @@ static float *conv_case(const conv_shape *s, int with_bias, float beta, op_prec 
         char w2[240];
         snprintf(w2, sizeof w2, "%s vs f32", what);
         lmx_cmp_f32(w2, y, yr, ny, 3e-2, 3e-2);
-        double rr = rel_rms(y, yr, ny);
+        double rr = lmx_rel_rms(y, yr, ny);
         CHECK(rr <= 1e-2, "%s: bf16 rms relative error %.3g", what, rr);
-        round_bf16(w, nw);
-        round_bf16(x, nx);
+        lmx_round_bf16(w, nw);
+        lmx_round_bf16(x, nx);
         memcpy(yr, y0, sizeof(float) * (size_t)ny);
         ref_conv2d(w, b, s->co, s->ci, s->kh, s->kw, s->stride, s->pad, x, yr, s->B, s->H, s->W,
                    beta);
@@ -107,7 +81,7 @@ static float *conv_case(const conv_shape *s, int with_bias, float beta, op_prec 
         lmx_cmp_f32(w2, y, yr, ny, atol, rtol);
     }
     {
-        float *y2 = alloc_f(ny);
+        float *y2 = lmx_test_floats(ny);
         memcpy(y2, y0, sizeof(float) * (size_t)ny);
         memcpy(yr, y0, sizeof(float) * (size_t)ny);
         if (prec == OP_PREC_BF16) lmx_fill_randn(x, nx, seed + 2, 1.0f); /* undo the rounding */
@@ -199,7 +173,7 @@ static void test_winograd(void) {
                 snprintf(what, sizeof what, "winograd vs direct #%zu beta=%d", i, beta);
                 lmx_cmp_f32(what, yw, yd, ny, 5e-4, 5e-4);
                 if (lmx_test_verbose())
-                    printf("winograd #%zu rms rel diff vs direct %.3g\n", i, rel_rms(yw, yd, ny));
+                    printf("winograd #%zu rms rel diff vs direct %.3g\n", i, lmx_rel_rms(yw, yd, ny));
             }
             lmx_free(yd);
             lmx_free(yw);
@@ -211,7 +185,7 @@ static void test_winograd(void) {
  * Winograd, the transformed weights differ per size). */
 static void test_many_sizes(void) {
     const int64_t ci = 32, co = 48;
-    float *w = randn(co * ci * 9, 3, 1.0f / sqrtf((float)(ci * 9))), *b = randn(co, 4, 0.5f);
+    float *w = lmx_test_randn(co * ci * 9, 3, 1.0f / sqrtf((float)(ci * 9))), *b = lmx_test_randn(co, 4, 0.5f);
     static const int64_t sizes[][3] = {{1, 16, 16}, {2, 8, 8}, {1, 5, 7}, {1, 32, 32}, {1, 16, 16}};
     for (int mode = 0; mode < 3; mode++) {
         op_prec prec = mode == 2 ? OP_PREC_BF16 : OP_PREC_F32;
@@ -224,8 +198,8 @@ static void test_many_sizes(void) {
               bytes0);
         for (size_t i = 0; i < LMX_ARRAY_LEN(sizes); i++) {
             int64_t B = sizes[i][0], H = sizes[i][1], W = sizes[i][2];
-            float *x = randn(B * H * W * ci, 10 + i, 1.0f);
-            float *y = alloc_f(B * H * W * co), *yr = alloc_f(B * H * W * co);
+            float *x = lmx_test_randn(B * H * W * ci, 10 + i, 1.0f);
+            float *y = lmx_test_floats(B * H * W * co), *yr = lmx_test_floats(B * H * W * co);
             CHECK_OK(op_conv2d_fwd(g_ctx, c, x, y, B, H, W, 0.0f));
             ref_conv2d(w, b, co, ci, 3, 3, 1, 1, x, yr, B, H, W, 0.0f);
             char what[96];

@@ -24,33 +24,6 @@
 
 static op_ctx *g_ctx;
 
-static float *alloc_f(int64_t n) {
-    float *p = lmx_malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    LMX_ASSERT(p);
-    return p;
-}
-
-static float *randn(int64_t n, uint64_t seed, float scale) {
-    float *p = alloc_f(n);
-    lmx_fill_randn(p, n, seed, scale);
-    return p;
-}
-
-static void round_bf16(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = lmx_bf16_to_f32(lmx_f32_to_bf16(x[i]));
-}
-
-/* rms(a - r) / rms(r) */
-static double rel_rms(const float *a, const float *r, int64_t n) {
-    double e = 0, s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - r[i];
-        e += d * d;
-        s += (double)r[i] * r[i];
-    }
-    return s > 0 ? sqrt(e / s) : sqrt(e);
-}
-
 /* Fill a strided [M, N] buffer: the matrix from `src` rows, the gaps with a sentinel. */
 static void fill_rows(float *dst, const float *src, int64_t M, int64_t N, int64_t ld, float gap) {
     for (int64_t m = 0; m < M; m++)
@@ -72,11 +45,11 @@ static void linear_case(int64_t M, int64_t K, int64_t N, int with_bias, float be
              (long long)M, (long long)K, (long long)N, with_bias, (double)beta, (long long)ldx,
              (long long)ldy, prec == OP_PREC_BF16 ? "bf16" : "f32");
     int64_t lx = ldx ? ldx : K, ly = ldy ? ldy : N;
-    float *w = randn(N * K, seed, 1.0f / sqrtf((float)K));
-    float *bias = with_bias ? randn(N, seed + 1, 0.5f) : NULL;
-    float *xd = randn(M * K, seed + 2, 1.0f);
-    float *y0 = randn(M * N, seed + 3, 1.0f); /* prior y for beta */
-    float *x = alloc_f(M * lx), *y = alloc_f(M * ly), *yr = alloc_f(M * ly);
+    float *w = lmx_test_randn(N * K, seed, 1.0f / sqrtf((float)K));
+    float *bias = with_bias ? lmx_test_randn(N, seed + 1, 0.5f) : NULL;
+    float *xd = lmx_test_randn(M * K, seed + 2, 1.0f);
+    float *y0 = lmx_test_randn(M * N, seed + 3, 1.0f); /* prior y for beta */
+    float *x = lmx_test_floats(M * lx), *y = lmx_test_floats(M * ly), *yr = lmx_test_floats(M * ly);
     fill_rows(x, xd, M, K, lx, 1e30f);
     fill_rows(y, y0, M, N, ly, -7.0f);
     memcpy(yr, y, sizeof(float) * (size_t)(M * ly));
@@ -88,7 +61,7 @@ static void linear_case(int64_t M, int64_t K, int64_t N, int with_bias, float be
     CHECK(op_linear_bytes(l) >= (size_t)(N * K * (prec == OP_PREC_BF16 ? 2 : 4)), "%s: bytes %zu",
           what, op_linear_bytes(l));
     /* The caller's copy may be freed (or clobbered) right after create. */
-    float *wsave = alloc_f(N * K);
+    float *wsave = lmx_test_floats(N * K);
     memcpy(wsave, w, sizeof(float) * (size_t)(N * K));
     memset(w, 0xff, sizeof(float) * (size_t)(N * K));
     CHECK_OK(op_linear_fwd(g_ctx, l, x, ldx, y, ldy, M, beta));
@@ -104,13 +77,13 @@ static void linear_case(int64_t M, int64_t K, int64_t N, int with_bias, float be
         char w2[200];
         snprintf(w2, sizeof w2, "%s vs f32", what);
         lmx_cmp_f32(w2, y, yr, M * ly, BF16_TOL);
-        double rr = rel_rms(y, yr, M * ly);
+        double rr = lmx_rel_rms(y, yr, M * ly);
         CHECK(rr <= 1e-2, "%s: bf16 rms relative error %.3g", what, rr);
-        float *wb = alloc_f(N * K), *xb = alloc_f(M * lx), *yb = alloc_f(M * ly);
+        float *wb = lmx_test_floats(N * K), *xb = lmx_test_floats(M * lx), *yb = lmx_test_floats(M * ly);
         memcpy(wb, w, sizeof(float) * (size_t)(N * K));
         memcpy(xb, x, sizeof(float) * (size_t)(M * lx));
-        round_bf16(wb, N * K);
-        round_bf16(xb, M * lx);
+        lmx_round_bf16(wb, N * K);
+        lmx_round_bf16(xb, M * lx);
         fill_rows(yb, y0, M, N, ly, -7.0f);
         ref_linear(wb, bias, N, K, xb, lx, yb, ly, M, beta);
         snprintf(w2, sizeof w2, "%s vs bf16-rounded ref", what);
@@ -120,7 +93,7 @@ static void linear_case(int64_t M, int64_t K, int64_t N, int with_bias, float be
         lmx_free(yb);
     }
     /* Deterministic: the same call gives the same bits. */
-    float *y2 = alloc_f(M * ly);
+    float *y2 = lmx_test_floats(M * ly);
     fill_rows(y2, y0, M, N, ly, -7.0f);
     CHECK_OK(op_linear_fwd(g_ctx, l, x, ldx, y2, ldy, M, beta));
     CHECK(!memcmp(y, y2, sizeof(float) * (size_t)(M * ly)), "%s: not bitwise reproducible", what);
@@ -162,7 +135,7 @@ static void test_linear(void) {
 static void test_linear_many_m(void) {
     const int64_t K = 96, N = 80;
     static const int64_t Ms[] = {1, 3, 77, 333, 4096, 2, 1};
-    float *w = randn(N * K, 7, 1.0f / sqrtf((float)K)), *b = randn(N, 8, 1.0f);
+    float *w = lmx_test_randn(N * K, 7, 1.0f / sqrtf((float)K)), *b = lmx_test_randn(N, 8, 1.0f);
     for (int p = 0; p < 2; p++) {
         op_linear *l = NULL;
         op_prec prec = p ? OP_PREC_BF16 : OP_PREC_F32;
@@ -171,7 +144,7 @@ static void test_linear_many_m(void) {
         size_t bytes0 = op_linear_bytes(l);
         for (size_t i = 0; i < LMX_ARRAY_LEN(Ms); i++) {
             int64_t M = Ms[i];
-            float *x = randn(M * K, 50 + i, 1.0f), *y = alloc_f(M * N), *yr = alloc_f(M * N);
+            float *x = lmx_test_randn(M * K, 50 + i, 1.0f), *y = lmx_test_floats(M * N), *yr = lmx_test_floats(M * N);
             CHECK_OK(op_linear_fwd(g_ctx, l, x, 0, y, 0, M, 0.0f));
             ref_linear(w, b, N, K, x, 0, yr, 0, M, 0.0f);
             char what[96];
@@ -195,7 +168,7 @@ static void test_linear_many_m(void) {
 }
 
 /* Fill a strided operand region with random values (everything reachable). */
-static float *operand(int64_t span, uint64_t seed) { return randn(span, seed, 1.0f); }
+static float *operand(int64_t span, uint64_t seed) { return lmx_test_randn(span, seed, 1.0f); }
 
 static void matmul_case(int64_t batch, int64_t M, int64_t N, int64_t K, float alpha, int ta, int tb,
                         float beta, int64_t lda, int64_t sa, int64_t ldb, int64_t sb, int64_t ldc,
@@ -212,7 +185,7 @@ static void matmul_case(int64_t batch, int64_t M, int64_t N, int64_t K, float al
     int64_t spanB = (batch - 1) * sb + (brows - 1) * ldb + (tb ? K : N);
     int64_t spanC = (batch - 1) * sc + (M - 1) * ldc + N;
     float *A = operand(spanA, seed), *B = operand(spanB, seed + 1);
-    float *C = operand(spanC, seed + 2), *Cr = alloc_f(spanC);
+    float *C = operand(spanC, seed + 2), *Cr = lmx_test_floats(spanC);
     if (beta == 0.0f) /* beta = 0 must not read C */
         for (int64_t i = 0; i < spanC; i++) C[i] = (i % 3) ? NAN : C[i];
     memcpy(Cr, C, sizeof(float) * (size_t)spanC);
@@ -221,12 +194,12 @@ static void matmul_case(int64_t batch, int64_t M, int64_t N, int64_t K, float al
     ref_matmul(batch, M, N, K, alpha, A, lda, sa, ta, B, ldb, sb, tb, beta, Cr, ldc, sc);
     lmx_cmp_f32(what, C, Cr, spanC, 1e-4 * sqrt((double)K + 1), 1e-4);
     /* Reproducible bits. */
-    float *C2 = alloc_f(spanC);
+    float *C2 = lmx_test_floats(spanC);
     memcpy(C2, Cr, sizeof(float) * (size_t)spanC);
     if (beta != 0.0f) {
         /* Recompute from the same initial C. */
         lmx_fill_randn(C2, spanC, seed + 2, 1.0f);
-        float *C3 = alloc_f(spanC);
+        float *C3 = lmx_test_floats(spanC);
         memcpy(C3, C2, sizeof(float) * (size_t)spanC);
         CHECK_OK(op_matmul(g_ctx, batch, M, N, K, alpha, A, lda, sa, ta, B, ldb, sb, tb, beta, C2,
                            ldc, sc));
@@ -293,9 +266,9 @@ static void test_matmul(void) {
  * results with another thread count (its own primitives). */
 static void test_threads_and_contexts(void) {
     const int64_t M = 333, K = 320, N = 640;
-    float *w = randn(N * K, 71, 1.0f / sqrtf((float)K)), *b = randn(N, 72, 1.0f);
-    float *x = randn(M * K, 73, 1.0f), *y1 = alloc_f(M * N), *y2 = alloc_f(M * N);
-    float *yr = alloc_f(M * N);
+    float *w = lmx_test_randn(N * K, 71, 1.0f / sqrtf((float)K)), *b = lmx_test_randn(N, 72, 1.0f);
+    float *x = lmx_test_randn(M * K, 73, 1.0f), *y1 = lmx_test_floats(M * N), *y2 = lmx_test_floats(M * N);
+    float *yr = lmx_test_floats(M * N);
     op_linear *l = NULL;
     op_ctx *c2 = NULL;
     CHECK_OK(op_linear_create(&l, w, b, N, K, OP_PREC_F32));

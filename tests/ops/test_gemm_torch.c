@@ -19,33 +19,14 @@
 static op_ctx *g_ctx;
 static st_file *g_f;
 
-static float *get(const char *name, const char *field, int64_t *n) {
-    char key[64];
-    snprintf(key, sizeof key, "%s.%s", name, field);
-    return lmx_golden_f32(g_f, key, n);
-}
-
-static int64_t *cfg(const char *name, int64_t want) {
-    char key[64];
-    int64_t n = 0;
-    snprintf(key, sizeof key, "%s.cfg", name);
-    int64_t *c = lmx_golden_i64(g_f, key, &n);
-    if (c && n != want) {
-        CHECK(0, "%s: %lld config values, expected %lld", key, (long long)n, (long long)want);
-        lmx_free(c);
-        return NULL;
-    }
-    return c;
-}
-
 static void test_linear(void) {
     static const char *names[] = {"lin0", "lin1", "lin2", "lin3"};
     for (size_t i = 0; i < LMX_ARRAY_LEN(names); i++) {
-        int64_t *c = cfg(names[i], 4);
+        int64_t *c = lmx_golden_cfg(g_f, names[i], 4);
         if (!c) continue;
         int64_t M = c[0], K = c[1], N = c[2];
-        float *x = get(names[i], "x", NULL), *w = get(names[i], "w", NULL);
-        float *b = c[3] ? get(names[i], "b", NULL) : NULL, *yr = get(names[i], "y", NULL);
+        float *x = lmx_golden_field(g_f, names[i], "x", NULL), *w = lmx_golden_field(g_f, names[i], "w", NULL);
+        float *b = c[3] ? lmx_golden_field(g_f, names[i], "b", NULL) : NULL, *yr = lmx_golden_field(g_f, names[i], "y", NULL);
         float *y = lmx_malloc(sizeof(float) * (size_t)(M * N));
         if (x && w && yr && y && (b || !c[3])) {
             for (int p = 0; p < 2; p++) {
@@ -73,12 +54,12 @@ static void test_linear(void) {
 static void test_matmul(void) {
     static const char *names[] = {"mm0", "mm1", "mm2"};
     for (size_t i = 0; i < LMX_ARRAY_LEN(names); i++) {
-        int64_t *c = cfg(names[i], 5);
+        int64_t *c = lmx_golden_cfg(g_f, names[i], 5);
         if (!c) continue;
         int64_t batch = c[0], M = c[1], N = c[2], K = c[3];
         int tb = (int)c[4];
-        float *a = get(names[i], "a", NULL), *b = get(names[i], "b", NULL);
-        float *cr = get(names[i], "c", NULL), *alpha = get(names[i], "alpha", NULL);
+        float *a = lmx_golden_field(g_f, names[i], "a", NULL), *b = lmx_golden_field(g_f, names[i], "b", NULL);
+        float *cr = lmx_golden_field(g_f, names[i], "c", NULL), *alpha = lmx_golden_field(g_f, names[i], "alpha", NULL);
         float *out = lmx_malloc(sizeof(float) * (size_t)(batch * M * N));
         if (a && b && cr && alpha && out) {
             CHECK_OK(op_matmul(g_ctx, batch, M, N, K, alpha[0], a, K, M * K, 0, b, tb ? K : N,
@@ -99,13 +80,13 @@ static void test_matmul(void) {
 static void test_conv(void) {
     static const char *names[] = {"conv0", "conv1", "conv2", "conv3", "conv4"};
     for (size_t i = 0; i < LMX_ARRAY_LEN(names); i++) {
-        int64_t *c = cfg(names[i], 10);
+        int64_t *c = lmx_golden_cfg(g_f, names[i], 10);
         if (!c) continue;
         int64_t B = c[0], Cin = c[1], H = c[2], W = c[3], Cout = c[4];
         int kh = (int)c[5], kw = (int)c[6], s = (int)c[7], p = (int)c[8];
         int64_t ny = 0;
-        float *x = get(names[i], "x", NULL), *w = get(names[i], "w", NULL);
-        float *b = c[9] ? get(names[i], "b", NULL) : NULL, *yr = get(names[i], "y", &ny);
+        float *x = lmx_golden_field(g_f, names[i], "x", NULL), *w = lmx_golden_field(g_f, names[i], "w", NULL);
+        float *b = c[9] ? lmx_golden_field(g_f, names[i], "b", NULL) : NULL, *yr = lmx_golden_field(g_f, names[i], "y", &ny);
         float *y = lmx_malloc(sizeof(float) * (size_t)(ny ? ny : 1));
         if (x && w && yr && y && (b || !c[9])) {
             for (int mode = 0; mode < 3; mode++) {

@@ -36,21 +36,14 @@
 #include "ops/ops.h"
 #include "ops/ref/ref.h"
 
-static float *alloc_f(int64_t n) {
-    float *p = lmx_malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    LMX_ASSERT(p);
-    return p;
-}
-
 static float *randn(int64_t n, uint64_t seed, float scale, float offset) {
-    float *p = alloc_f(n);
-    lmx_fill_randn(p, n, seed, scale);
+    float *p = lmx_test_randn(n, seed, scale);
     for (int64_t i = 0; i < n; i++) p[i] += offset;
     return p;
 }
 
 static float *dup(const float *x, int64_t n) {
-    float *p = alloc_f(n);
+    float *p = lmx_test_floats(n);
     memcpy(p, x, sizeof(float) * (size_t)n);
     return p;
 }
@@ -94,7 +87,7 @@ static void gn_case(int64_t B, int64_t HW, int64_t C, int64_t G, int silu, int i
     int64_t n = B * HW * C;
     float *x = randn(n, seed, 1.0f, offset);
     float *g = randn(C, seed + 1, 0.5f, 1.0f), *be = randn(C, seed + 2, 0.5f, 0.0f);
-    float *y = alloc_f(n), *r = alloc_f(n);
+    float *y = lmx_test_floats(n), *r = lmx_test_floats(n);
     ref_group_norm(x, r, B, HW, C, G, affine ? g : NULL, affine ? be : NULL, 1e-5f, silu);
     if (inplace) {
         memcpy(y, x, sizeof(float) * (size_t)n);
@@ -129,7 +122,7 @@ static void ln_case(int64_t M, int64_t C, int affine, int inplace, float offset,
     int64_t n = M * C;
     float *x = randn(n, seed, 1.0f, offset);
     float *g = randn(C, seed + 1, 0.5f, 1.0f), *be = randn(C, seed + 2, 0.5f, 0.0f);
-    float *y = alloc_f(n), *r = alloc_f(n);
+    float *y = lmx_test_floats(n), *r = lmx_test_floats(n);
     ref_layer_norm(x, r, M, C, affine ? g : NULL, affine ? be : NULL, 1e-5f);
     if (inplace) {
         memcpy(y, x, sizeof(float) * (size_t)n);
@@ -163,7 +156,7 @@ static void sm_case(int64_t M, int64_t N, int inplace, int with_inf, uint64_t se
     if (with_inf)
         for (int64_t m = 0; m < M; m++)
             for (int64_t j = m % 3 + 1; j < N; j += 3) x[m * N + j] = -INFINITY;
-    float *y = alloc_f(n), *r = alloc_f(n);
+    float *y = lmx_test_floats(n), *r = lmx_test_floats(n);
     ref_softmax(x, r, M, N);
     if (inplace) {
         memcpy(y, x, sizeof(float) * (size_t)n);
@@ -203,7 +196,7 @@ static void attn_dense(const at_case *c, uint64_t seed) {
     float scale = c->scale != 0 ? c->scale : 1.0f / sqrtf((float)c->D);
     float *q = randn(nq, seed, 1.0f, 0), *k = randn(nk, seed + 1, 1.0f, 0),
           *v = randn(nk, seed + 2, 1.0f, 0);
-    float *o = alloc_f(nq), *r = alloc_f(nq);
+    float *o = lmx_test_floats(nq), *r = lmx_test_floats(nq);
     CHECK_OK(op_attention(NULL, q, C, c->Lq * C, k, C, c->Lk * C, v, C, c->Lk * C, o, C,
                           c->Lq * C, c->B, c->Lq, c->Lk, c->H, c->D, scale, c->causal));
     ref_attention(q, C, c->Lq * C, k, C, c->Lk * C, v, C, c->Lk * C, r, C, c->Lq * C, c->B,
@@ -217,7 +210,7 @@ static void attn_dense(const at_case *c, uint64_t seed) {
     /* Same bits through a context (its scratch slot), twice. */
     op_ctx *ctx = NULL;
     CHECK_OK(op_ctx_create(&ctx));
-    float *oc = alloc_f(nq);
+    float *oc = lmx_test_floats(nq);
     for (int rep = 0; ctx && rep < 2; rep++) {
         CHECK_OK(op_attention(ctx, q, C, c->Lq * C, k, C, c->Lk * C, v, C, c->Lk * C, oc, C,
                               c->Lq * C, c->B, c->Lq, c->Lk, c->H, c->D, scale, c->causal));
@@ -228,7 +221,7 @@ static void attn_dense(const at_case *c, uint64_t seed) {
 
     /* Same bits with 1, 2 and 3 threads. */
     int nt = omp_get_max_threads();
-    float *o1 = alloc_f(nq);
+    float *o1 = lmx_test_floats(nq);
     for (int t = 1; t <= 3; t++) {
         omp_set_num_threads(t);
         CHECK_OK(op_attention(NULL, q, C, c->Lq * C, k, C, c->Lk * C, v, C, c->Lk * C, o1, C,
@@ -251,7 +244,7 @@ static void attn_views(int64_t B, int64_t L, int64_t H, int64_t D, int causal, u
     int64_t C = H * D, ld = 3 * C, n = B * L * ld;
     float *qkv = randn(n, seed, 1.0f, 0);
     int64_t ldo = C + 5, so = L * ldo + 3;
-    float *o = alloc_f(B * so), *r = alloc_f(B * so);
+    float *o = lmx_test_floats(B * so), *r = lmx_test_floats(B * so);
     for (int64_t i = 0; i < B * so; i++) o[i] = r[i] = 7.0f; /* guard values */
     float scale = 1.0f / sqrtf((float)D);
     CHECK_OK(op_attention(NULL, qkv, ld, L * ld, qkv + C, ld, L * ld, qkv + 2 * C, ld, L * ld, o,
@@ -314,7 +307,7 @@ static void test_attention(void) {
 static float *ew_inputs(int64_t *n_out) {
     int64_t nsweep = 60001, nr = 4099, ns = 12;
     int64_t n = nsweep + nr + ns;
-    float *x = alloc_f(n);
+    float *x = lmx_test_floats(n);
     for (int64_t i = 0; i < nsweep; i++) x[i] = -30.0f + 60.0f * (float)i / (float)(nsweep - 1);
     lmx_fill_randn(x + nsweep, nr, 31, 4.0f);
     const float sp[12] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-30f, -1e-30f, 1e-40f,
@@ -329,7 +322,7 @@ typedef void (*ew_fn)(const float *, float *, int64_t);
 static void ew_case(const char *name, ew_fn fast, ew_fn ref, double max_ulp_allowed) {
     int64_t n;
     float *x = ew_inputs(&n);
-    float *y = alloc_f(n), *r = alloc_f(n);
+    float *y = lmx_test_floats(n), *r = lmx_test_floats(n);
     fast(x, y, n);
     ref(x, r, n);
     int64_t w;
@@ -356,7 +349,7 @@ static void test_eltwise(void) {
 
     /* geglu, odd N */
     int64_t M = 3, N = 37;
-    float *x = randn(M * 2 * N, 41, 2.0f, 0), *y = alloc_f(M * N), *r = alloc_f(M * N);
+    float *x = randn(M * 2 * N, 41, 2.0f, 0), *y = lmx_test_floats(M * N), *r = lmx_test_floats(M * N);
     op_geglu(x, y, M, N);
     ref_geglu(x, r, M, N);
     int64_t w;
@@ -369,7 +362,7 @@ static void test_eltwise(void) {
 
     /* add, add_bcast, scale, concat: exact */
     int64_t n = 1000003;
-    float *a = randn(n, 42, 1.0f, 0), *b = randn(n, 43, 1.0f, 0), *c = alloc_f(n);
+    float *a = randn(n, 42, 1.0f, 0), *b = randn(n, 43, 1.0f, 0), *c = lmx_test_floats(n);
     op_add(a, b, c, n);
     int ok = 1;
     for (int64_t i = 0; i < n; i++) ok &= c[i] == a[i] + b[i];
@@ -407,7 +400,7 @@ static void test_eltwise(void) {
 static void test_nearest(void) {
     int64_t B = 2, H = 5, W = 7, C = 3;
     float *x = randn(B * H * W * C, 51, 1.0f, 0);
-    float *y = alloc_f(B * 4 * H * W * C), *r = alloc_f(B * 4 * H * W * C);
+    float *y = lmx_test_floats(B * 4 * H * W * C), *r = lmx_test_floats(B * 4 * H * W * C);
     op_upsample_nearest2x(x, y, B, H, W, C);
     ref_upsample_nearest2x(x, r, B, H, W, C);
     CHECK(bits_equal(y, r, B * 4 * H * W * C), "upsample_nearest2x");
@@ -428,9 +421,9 @@ static void test_nearest(void) {
 
 static void rs_case(int cubic, int aa, int64_t B, int64_t H, int64_t W, int64_t C, int64_t Ho,
                     int64_t Wo, uint64_t seed) {
-    float *x = alloc_f(B * H * W * C);
+    float *x = lmx_test_floats(B * H * W * C);
     lmx_fill_uniform(x, B * H * W * C, seed, 0.0f, 1.0f);
-    float *y = alloc_f(B * Ho * Wo * C), *r = alloc_f(B * Ho * Wo * C);
+    float *y = lmx_test_floats(B * Ho * Wo * C), *r = lmx_test_floats(B * Ho * Wo * C);
     if (cubic) {
         op_resize_bicubic(x, y, B, H, W, C, Ho, Wo, aa);
         ref_resize_bicubic(x, r, B, H, W, C, Ho, Wo, aa);
@@ -445,7 +438,7 @@ static void rs_case(int cubic, int aa, int64_t B, int64_t H, int64_t W, int64_t 
     lmx_cmp_f32(what, y, r, B * Ho * Wo * C, 2e-6, 2e-6);
     if (aa) {
         /* The weight cache is optional: without it, the same bits. */
-        float *z = alloc_f(B * Ho * Wo * C);
+        float *z = lmx_test_floats(B * Ho * Wo * C);
         lmx_fault_set_fail_at(lmx_fault_alloc_count() + 1);
         if (cubic) op_resize_bicubic(x, z, B, H, W, C, Ho, Wo, aa);
         else op_resize_bilinear(x, z, B, H, W, C, Ho, Wo, aa);
@@ -477,7 +470,7 @@ static void test_timestep_embedding(void) {
     for (int shift = 0; shift < 2; shift++)
         for (int flip = 0; flip < 2; flip++) {
             int64_t dim = 320;
-            float *y = alloc_f(5 * dim), *r = alloc_f(5 * dim);
+            float *y = lmx_test_floats(5 * dim), *r = lmx_test_floats(5 * dim);
             op_timestep_embedding(t, 5, dim, flip, (float)shift, 10000.0f, y);
             ref_timestep_embedding(t, 5, dim, flip, (float)shift, 10000.0f, r);
             char what[64];
@@ -492,7 +485,7 @@ static void test_timestep_embedding(void) {
 
 static void test_layout(void) {
     int64_t B = 2, C = 37, H = 19, W = 23, n = B * C * H * W;
-    float *x = randn(n, 91, 1.0f, 0), *y = alloc_f(n), *z = alloc_f(n);
+    float *x = randn(n, 91, 1.0f, 0), *y = lmx_test_floats(n), *z = lmx_test_floats(n);
     op_nchw_to_nhwc(x, y, B, C, H, W);
     int ok = 1;
     for (int64_t b = 0; b < B; b++)
@@ -512,7 +505,7 @@ static void test_thread_determinism(void) {
     int nt = omp_get_max_threads();
     int64_t B = 2, HW = 1500, C = 128, n = B * HW * C;
     float *x = randn(n, 95, 1.0f, 0.5f), *g = randn(C, 96, 0.5f, 1.0f), *be = randn(C, 97, 0.5f, 0);
-    float *y1 = alloc_f(n), *y2 = alloc_f(n);
+    float *y1 = lmx_test_floats(n), *y2 = lmx_test_floats(n);
     for (int k = 0; k < 4; k++) {
         for (int t = 1; t <= 3; t += 2) {
             omp_set_num_threads(t);

@@ -34,31 +34,6 @@
 
 static st_file *g_f;
 
-static float *get(const char *name, const char *field, int64_t *n) {
-    char key[64];
-    snprintf(key, sizeof key, "%s.%s", name, field);
-    return lmx_golden_f32(g_f, key, n);
-}
-
-static int64_t *cfg(const char *name, int64_t want) {
-    char key[64];
-    int64_t n = 0;
-    snprintf(key, sizeof key, "%s.cfg", name);
-    int64_t *c = lmx_golden_i64(g_f, key, &n);
-    if (c && n != want) {
-        CHECK(0, "%s: %lld config values, expected %lld", key, (long long)n, (long long)want);
-        lmx_free(c);
-        return NULL;
-    }
-    return c;
-}
-
-static float *alloc_f(int64_t n) {
-    float *p = lmx_malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    LMX_ASSERT(p);
-    return p;
-}
-
 static int open_golden(const char *file) {
     g_f = lmx_golden_open(lmx_src_path(file));
     return g_f != NULL;
@@ -75,12 +50,12 @@ static void test_norms(void) {
     if (!open_golden(DIR "kern_norm.safetensors")) return;
     static const char *gn[] = {"gn0", "gn1", "gn2"};
     for (size_t i = 0; i < LMX_ARRAY_LEN(gn); i++) {
-        int64_t *c = cfg(gn[i], 5);
-        float *x = get(gn[i], "x", NULL), *w = get(gn[i], "w", NULL), *b = get(gn[i], "b", NULL);
-        float *yr = get(gn[i], "y", NULL), *eps = get(gn[i], "eps", NULL);
+        int64_t *c = lmx_golden_cfg(g_f, gn[i], 5);
+        float *x = lmx_golden_field(g_f, gn[i], "x", NULL), *w = lmx_golden_field(g_f, gn[i], "w", NULL), *b = lmx_golden_field(g_f, gn[i], "b", NULL);
+        float *yr = lmx_golden_field(g_f, gn[i], "y", NULL), *eps = lmx_golden_field(g_f, gn[i], "eps", NULL);
         if (c && x && w && b && yr && eps) {
             int64_t B = c[0], HW = c[1], C = c[2], G = c[3];
-            float *y = alloc_f(B * HW * C);
+            float *y = lmx_test_floats(B * HW * C);
             op_group_norm(x, y, B, HW, C, G, w, b, eps[0], (int)c[4]);
             char what[64];
             snprintf(what, sizeof what, "%s F.group_norm%s", gn[i], c[4] ? " + F.silu" : "");
@@ -96,12 +71,12 @@ static void test_norms(void) {
     }
     static const char *ln[] = {"ln0", "ln1"};
     for (size_t i = 0; i < LMX_ARRAY_LEN(ln); i++) {
-        int64_t *c = cfg(ln[i], 3);
+        int64_t *c = lmx_golden_cfg(g_f, ln[i], 3);
         if (!c) continue;
-        float *x = get(ln[i], "x", NULL), *yr = get(ln[i], "y", NULL);
-        float *w = c[2] ? get(ln[i], "w", NULL) : NULL, *b = c[2] ? get(ln[i], "b", NULL) : NULL;
+        float *x = lmx_golden_field(g_f, ln[i], "x", NULL), *yr = lmx_golden_field(g_f, ln[i], "y", NULL);
+        float *w = c[2] ? lmx_golden_field(g_f, ln[i], "w", NULL) : NULL, *b = c[2] ? lmx_golden_field(g_f, ln[i], "b", NULL) : NULL;
         if (x && yr && (!c[2] || (w && b))) {
-            float *y = alloc_f(c[0] * c[1]);
+            float *y = lmx_test_floats(c[0] * c[1]);
             op_layer_norm(x, y, c[0], c[1], w, b, 1e-5f);
             char what[64];
             snprintf(what, sizeof what, "%s F.layer_norm", ln[i]);
@@ -116,10 +91,10 @@ static void test_norms(void) {
     }
     static const char *sm[] = {"sm0", "sm1"};
     for (size_t i = 0; i < LMX_ARRAY_LEN(sm); i++) {
-        int64_t *c = cfg(sm[i], 3);
-        float *x = get(sm[i], "x", NULL), *yr = get(sm[i], "y", NULL);
+        int64_t *c = lmx_golden_cfg(g_f, sm[i], 3);
+        float *x = lmx_golden_field(g_f, sm[i], "x", NULL), *yr = lmx_golden_field(g_f, sm[i], "y", NULL);
         if (c && x && yr) {
-            float *y = alloc_f(c[0] * c[1]);
+            float *y = lmx_test_floats(c[0] * c[1]);
             op_softmax(x, y, c[0], c[1]);
             char what[64];
             snprintf(what, sizeof what, "%s torch.softmax", sm[i]);
@@ -139,12 +114,12 @@ static void test_attention(void) {
     if (!open_golden(DIR "kern_attn.safetensors")) return;
     static const char *names[] = {"at0", "at1", "at2", "at3", "at4"};
     for (size_t i = 0; i < LMX_ARRAY_LEN(names); i++) {
-        int64_t *c = cfg(names[i], 6);
-        float *q = get(names[i], "q", NULL), *k = get(names[i], "k", NULL);
-        float *v = get(names[i], "v", NULL), *orf = get(names[i], "o", NULL);
+        int64_t *c = lmx_golden_cfg(g_f, names[i], 6);
+        float *q = lmx_golden_field(g_f, names[i], "q", NULL), *k = lmx_golden_field(g_f, names[i], "k", NULL);
+        float *v = lmx_golden_field(g_f, names[i], "v", NULL), *orf = lmx_golden_field(g_f, names[i], "o", NULL);
         if (c && q && k && v && orf) {
             int64_t B = c[0], H = c[1], Lq = c[2], Lk = c[3], D = c[4], C = H * D;
-            float *o = alloc_f(B * Lq * C);
+            float *o = lmx_test_floats(B * Lq * C);
             CHECK_OK(op_attention(NULL, q, C, Lq * C, k, C, Lk * C, v, C, Lk * C, o, C, Lq * C, B,
                                   Lq, Lk, H, D, 1.0f / sqrtf((float)D), (int)c[5]));
             char what[96];
@@ -167,7 +142,7 @@ static void test_attention(void) {
 static void test_activations(void) {
     if (!open_golden(DIR "kern_act.safetensors")) return;
     int64_t n = 0;
-    float *x = get("act", "x", &n);
+    float *x = lmx_golden_field(g_f, "act", "x", &n);
     static const struct {
         const char *field;
         void (*fn)(const float *, float *, int64_t);
@@ -180,7 +155,7 @@ static void test_activations(void) {
         {"gelu", op_gelu_erf, 1e-6, 1e-6},
     };
     for (size_t i = 0; x && i < LMX_ARRAY_LEN(acts); i++) {
-        float *yr = get("act", acts[i].field, NULL), *y = alloc_f(n);
+        float *yr = lmx_golden_field(g_f, "act", acts[i].field, NULL), *y = lmx_test_floats(n);
         if (yr) {
             acts[i].fn(x, y, n);
             char what[64];
@@ -191,10 +166,10 @@ static void test_activations(void) {
         lmx_free(yr);
     }
     lmx_free(x);
-    int64_t *c = cfg("geglu", 2);
-    float *gx = get("geglu", "x", NULL), *gy = get("geglu", "y", NULL);
+    int64_t *c = lmx_golden_cfg(g_f, "geglu", 2);
+    float *gx = lmx_golden_field(g_f, "geglu", "x", NULL), *gy = lmx_golden_field(g_f, "geglu", "y", NULL);
     if (c && gx && gy) {
-        float *y = alloc_f(c[0] * c[1]);
+        float *y = lmx_test_floats(c[0] * c[1]);
         op_geglu(gx, y, c[0], c[1]);
         lmx_cmp_f32("diffusers GEGLU", y, gy, c[0] * c[1], 1e-6, 1e-6);
         lmx_free(y);
@@ -209,20 +184,20 @@ static void test_activations(void) {
 
 static void test_resize(void) {
     if (!open_golden(DIR "kern_resize.safetensors")) return;
-    int64_t *ic = cfg("img", 4);
-    float *img = get("img", "x", NULL);
+    int64_t *ic = lmx_golden_cfg(g_f, "img", 4);
+    float *img = lmx_golden_field(g_f, "img", "x", NULL);
     static const char *modes[] = {"nearest", "bilinear", "bilinear_aa", "bicubic", "bicubic_aa"};
     static const char *tags[] = {"down", "up", "mix"};
     for (size_t m = 0; ic && img && m < LMX_ARRAY_LEN(modes); m++)
         for (size_t t = 0; t < LMX_ARRAY_LEN(tags); t++) {
             char name[48];
             snprintf(name, sizeof name, "%s_%s", modes[m], tags[t]);
-            int64_t *c = cfg(name, 3);
-            float *yr = get(name, "y", NULL);
+            int64_t *c = lmx_golden_cfg(g_f, name, 3);
+            float *yr = lmx_golden_field(g_f, name, "y", NULL);
             if (c && yr) {
                 int64_t B = ic[0], H = ic[1], W = ic[2], C = ic[3], Ho = c[0], Wo = c[1];
                 int aa = (int)c[2];
-                float *y = alloc_f(B * Ho * Wo * C);
+                float *y = lmx_test_floats(B * Ho * Wo * C);
                 char what[96];
                 snprintf(what, sizeof what, "F.interpolate %s %lldx%lld -> %lldx%lld", name,
                          (long long)H, (long long)W, (long long)Ho, (long long)Wo);
@@ -248,11 +223,11 @@ static void test_resize(void) {
     lmx_free(ic);
     lmx_free(img);
 
-    int64_t *c = cfg("up2", 4);
-    float *x = get("up2", "x", NULL), *yr = get("up2", "y", NULL);
+    int64_t *c = lmx_golden_cfg(g_f, "up2", 4);
+    float *x = lmx_golden_field(g_f, "up2", "x", NULL), *yr = lmx_golden_field(g_f, "up2", "y", NULL);
     if (c && x && yr) {
         int64_t B = c[0], H = c[1], W = c[2], C = c[3];
-        float *y = alloc_f(B * 4 * H * W * C);
+        float *y = lmx_test_floats(B * 4 * H * W * C);
         op_upsample_nearest2x(x, y, B, H, W, C);
         lmx_cmp_f32("F.interpolate nearest scale_factor=2", y, yr, B * 4 * H * W * C, 0, 0);
         lmx_free(y);
@@ -282,14 +257,14 @@ static void test_embedding(void) {
     if (!open_golden(DIR "kern_embed.safetensors")) return;
     static const char *names[] = {"te0", "te1", "te2", "te3", "te4"};
     for (size_t i = 0; i < LMX_ARRAY_LEN(names); i++) {
-        int64_t *c = cfg(names[i], 4);
-        float *t = get(names[i], "t", NULL), *yr = get(names[i], "y", NULL);
-        float *fr = get(names[i], "freq", NULL);
+        int64_t *c = lmx_golden_cfg(g_f, names[i], 4);
+        float *t = lmx_golden_field(g_f, names[i], "t", NULL), *yr = lmx_golden_field(g_f, names[i], "y", NULL);
+        float *fr = lmx_golden_field(g_f, names[i], "freq", NULL);
         if (c && t && yr && fr) {
             int64_t B = c[0], dim = c[1], half = dim / 2;
             int flip = (int)c[2];
             float shift = (float)c[3];
-            float *y = alloc_f(B * dim);
+            float *y = lmx_test_floats(B * dim);
             op_timestep_embedding(t, B, dim, flip, shift, 10000.0f, y);
             /* Where torch's fp32 exp(e_j) rounds a near-tie the other way
              * (MKL's expf vs the correctly rounded value), a_j = t·f_j

@@ -18,23 +18,13 @@
 #include "harness.h"
 #include "sched/rng.h"
 
-static int64_t ulp_dist(float a, float b) {
-    int32_t ia, ib;
-    memcpy(&ia, &a, 4);
-    memcpy(&ib, &b, 4);
-    if (ia < 0) ia = (int32_t)(0x80000000u - (uint32_t)ia);
-    if (ib < 0) ib = (int32_t)(0x80000000u - (uint32_t)ib);
-    int64_t d = (int64_t)ia - (int64_t)ib;
-    return d < 0 ? -d : d;
-}
-
 /* Bit-exact comparison; counts a failure and reports the worst element. */
 static int cmp_bits(const char *what, const float *a, const float *r, int64_t n) {
     int64_t bad = 0, worst = -1, max_ulp = 0;
     for (int64_t i = 0; i < n; i++) {
         if (memcmp(&a[i], &r[i], 4) != 0) {
             bad++;
-            int64_t u = ulp_dist(a[i], r[i]);
+            int64_t u = lmx_ulp_dist(a[i], r[i]);
             if (u > max_ulp || worst < 0) max_ulp = u, worst = i;
         }
     }

@@ -16,16 +16,6 @@ static const char SD15[] =
     " \"set_alpha_to_one\": false, \"skip_prk_steps\": true, \"steps_offset\": 1,"
     " \"trained_betas\": null, \"clip_sample\": false}";
 
-static int64_t ulp_dist(float a, float b) {
-    int32_t ia, ib;
-    memcpy(&ia, &a, 4);
-    memcpy(&ib, &b, 4);
-    if (ia < 0) ia = (int32_t)(0x80000000u - (uint32_t)ia);
-    if (ib < 0) ib = (int32_t)(0x80000000u - (uint32_t)ib);
-    int64_t d = (int64_t)ia - (int64_t)ib;
-    return d < 0 ? -d : d;
-}
-
 static sched_config cfg_of(sched_kind kind, const char *json, unsigned flags) {
     sched_config c;
     lmx_status st = sched_config_from_json(&c, kind, json, strlen(json), "test.json", flags);
@@ -60,7 +50,7 @@ static void test_table_values(void) {
         int t = ref[i].t;
         CHECK(beta[t] == ref[i].beta, "beta[%d] = %.9g, spec %.9g", t, beta[t], ref[i].beta);
         CHECK(acp[t] == ref[i].acp, "acp[%d] = %.9g, spec %.9g", t, acp[t], ref[i].acp);
-        CHECK(ulp_dist(sig[t], ref[i].sigma) <= 1, "sigma[%d] = %.9g, spec %.9g", t, sig[t], ref[i].sigma);
+        CHECK(lmx_ulp_dist(sig[t], ref[i].sigma) <= 1, "sigma[%d] = %.9g, spec %.9g", t, sig[t], ref[i].sigma);
     }
     sched_config_clear(&c);
 }
@@ -97,15 +87,15 @@ static void test_dpm_vectors(void) {
     for (size_t i = 0; i < LMX_ARRAY_LEN(ref); i++) {
         CHECK_OK(sched_dpm_step_scalars(s, ref[i].k, &d));
         CHECK(d.order == ref[i].order, "k=%d order %d", ref[i].k, d.order);
-        CHECK(ulp_dist(d.c1, ref[i].c1) <= 2, "k=%d c1 %.9g vs %.9g", ref[i].k, d.c1, ref[i].c1);
-        CHECK(ulp_dist(-d.c2, ref[i].mc2) <= 2 || ulp_dist(-d.c2, ref[i].mc2_libc) <= 2, "k=%d -c2 %.9g vs %.9g",
+        CHECK(lmx_ulp_dist(d.c1, ref[i].c1) <= 2, "k=%d c1 %.9g vs %.9g", ref[i].k, d.c1, ref[i].c1);
+        CHECK(lmx_ulp_dist(-d.c2, ref[i].mc2) <= 2 || lmx_ulp_dist(-d.c2, ref[i].mc2_libc) <= 2, "k=%d -c2 %.9g vs %.9g",
               ref[i].k, -d.c2, ref[i].mc2);
         if (ref[i].mc3 != 0)
-            CHECK(ulp_dist(-d.c3, ref[i].mc3) <= 2 || ulp_dist(-d.c3, ref[i].mc3_libc) <= 2,
+            CHECK(lmx_ulp_dist(-d.c3, ref[i].mc3) <= 2 || lmx_ulp_dist(-d.c3, ref[i].mc3_libc) <= 2,
                   "k=%d -c3 %.9g vs %.9g", ref[i].k, -d.c3, ref[i].mc3);
-        if (ref[i].h != 0) CHECK(ulp_dist(d.h, ref[i].h) <= 2, "k=%d h %.9g vs %.9g", ref[i].k, d.h, ref[i].h);
+        if (ref[i].h != 0) CHECK(lmx_ulp_dist(d.h, ref[i].h) <= 2, "k=%d h %.9g vs %.9g", ref[i].k, d.h, ref[i].h);
         if (ref[i].r0 != 0)
-            CHECK(ulp_dist(d.r0, ref[i].r0) <= 2, "k=%d r0 %.9g vs %.9g", ref[i].k, d.r0, ref[i].r0);
+            CHECK(lmx_ulp_dist(d.r0, ref[i].r0) <= 2, "k=%d r0 %.9g vs %.9g", ref[i].k, d.r0, ref[i].r0);
         if (lmx_test_verbose())
             printf("k=%d: c1 %.9g -c2 %.9g -c3 %.9g h %.9g r0 %.9g 1/r0 %.9g\n", ref[i].k, d.c1, -d.c2, -d.c3,
                    d.h, d.r0, d.r0 != 0 ? 1.0f / d.r0 : 0.0f);
