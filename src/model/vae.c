@@ -296,6 +296,40 @@ static lmx_status check_arena(const nn_run *run, size_t need, const char *what) 
     return LMX_OK;
 }
 
+/* Start a decode/encode pass (the arena already checked): take the two
+ * ping-pong activation buffers and the LoRA side-path scratch from it.
+ * *mark is set first, so the caller's epilogue (pass_end) resets to it. */
+static lmx_status pass_begin(nn_run *run, const dplan *P, int64_t B, size_t *mark, float **cur,
+                             float **other) {
+    run->n_samples = (int)B;
+    *mark = lmx_arena_mark(run->arena);
+    *cur = nn_alloc(run, P->main_n);
+    *other = nn_alloc(run, P->main_n);
+    run->scratch = P->lora_n ? nn_alloc(run, P->lora_n) : NULL;
+    run->scratch_n = P->lora_n;
+    return !*cur || !*other || (P->lora_n && !run->scratch) ? LMX_ERR_NOMEM : LMX_OK;
+}
+
+static lmx_status pass_end(nn_run *run, size_t mark, lmx_status st, const char *what) {
+    if (st == LMX_ERR_NOMEM) lmx_err_prefix("vae %s: ", what);
+    run->scratch = NULL;
+    run->scratch_n = 0;
+    lmx_arena_reset(run->arena, mark);
+    return st;
+}
+
+/* GroupNorm + SiLU, then the output conv: y = conv(silu(norm(x))), x [B, H, W, C]. */
+static lmx_status norm_out_conv(nn_run *run, const nn_norm *norm, const nn_layer *conv, const float *x,
+                                float *y, int64_t B, int64_t H, int64_t W, int64_t C) {
+    size_t m2 = lmx_arena_mark(run->arena);
+    float *g = nn_alloc(run, B * H * W * C);
+    if (!g) return LMX_ERR_NOMEM;
+    op_group_norm(x, g, B, H * W, C, norm->groups, norm->gamma, norm->beta, norm->eps, 1);
+    lmx_status st = nn_conv(run, conv, g, y, H, W, 0.0f);
+    lmx_arena_reset(run->arena, m2);
+    return st;
+}
+
 lmx_status vae_decode(const vae *v, nn_run *run, const float *z, int B_, int h, int w, float *img) {
     const vae_config *c = &v->cfg;
     int n = c->n_levels;
@@ -304,16 +338,10 @@ lmx_status vae_decode(const vae *v, nn_run *run, const float *z, int B_, int h, 
     if (B < 1 || h < 1 || w < 1) return lmx_err(LMX_ERR_ARG, "vae decode: bad size B=%d %dx%d", B_, h, w);
     dplan P;
     decode_plan(v, B, h, w, &P);
+    size_t mark = 0;
+    float *cur = NULL, *other = NULL;
     if ((st = check_arena(run, P.total, "decode"))) return st;
-    run->n_samples = (int)B;
-    size_t mark = lmx_arena_mark(run->arena);
-    float *cur = nn_alloc(run, P.main_n), *other = nn_alloc(run, P.main_n);
-    run->scratch = P.lora_n ? nn_alloc(run, P.lora_n) : NULL;
-    run->scratch_n = P.lora_n;
-    if (!cur || !other || (P.lora_n && !run->scratch)) {
-        st = LMX_ERR_NOMEM;
-        goto done;
-    }
+    if ((st = pass_begin(run, &P, B, &mark, &cur, &other))) goto done;
     const float *zin = z;
     if (v->post_quant) {
         if ((st = nn_conv(run, v->post_quant, z, other, H, W, 0.0f))) goto done;
@@ -344,24 +372,9 @@ lmx_status vae_decode(const vae *v, nn_run *run, const float *z, int B_, int h, 
             other = t;
         }
     }
-    {
-        size_t m2 = lmx_arena_mark(run->arena);
-        float *g = nn_alloc(run, B * H * W * c->ch[0]);
-        if (!g) {
-            st = LMX_ERR_NOMEM;
-            goto done;
-        }
-        op_group_norm(cur, g, B, H * W, c->ch[0], v->d_norm_out.groups, v->d_norm_out.gamma, v->d_norm_out.beta,
-                      v->d_norm_out.eps, 1);
-        st = nn_conv(run, v->d_conv_out, g, img, H, W, 0.0f);
-        lmx_arena_reset(run->arena, m2);
-    }
+    st = norm_out_conv(run, &v->d_norm_out, v->d_conv_out, cur, img, B, H, W, c->ch[0]);
 done:
-    if (st == LMX_ERR_NOMEM) lmx_err_prefix("vae decode: ");
-    run->scratch = NULL;
-    run->scratch_n = 0;
-    lmx_arena_reset(run->arena, mark);
-    return st;
+    return pass_end(run, mark, st, "decode");
 }
 
 /* ---- encode ---------------------------------------------------------------------------- */
@@ -424,16 +437,10 @@ lmx_status vae_encode(const vae *v, nn_run *run, const float *img, int B_, int H
     if (B < 1 || h < 1 || w < 1) return lmx_err(LMX_ERR_ARG, "vae encode: bad size B=%d %dx%d", B_, H_, W_);
     dplan P;
     encode_plan(v, B, H, W, &P);
+    size_t mark = 0;
+    float *cur = NULL, *other = NULL;
     if ((st = check_arena(run, P.total, "encode"))) return st;
-    run->n_samples = (int)B;
-    size_t mark = lmx_arena_mark(run->arena);
-    float *cur = nn_alloc(run, P.main_n), *other = nn_alloc(run, P.main_n);
-    run->scratch = P.lora_n ? nn_alloc(run, P.lora_n) : NULL;
-    run->scratch_n = P.lora_n;
-    if (!cur || !other || (P.lora_n && !run->scratch)) {
-        st = LMX_ERR_NOMEM;
-        goto done;
-    }
+    if ((st = pass_begin(run, &P, B, &mark, &cur, &other))) goto done;
     if ((st = nn_conv(run, v->e_conv_in, img, cur, H, W, 0.0f))) goto done;
     for (int i = 0; i < n; i++) {
         const vblock *b = &v->e_down[i];
@@ -462,26 +469,11 @@ lmx_status vae_encode(const vae *v, nn_run *run, const float *img, int B_, int H
         }
     }
     if ((st = mid_fwd(run, &v->e_mid, &cur, &other, H, W))) goto done;
-    {
-        size_t m2 = lmx_arena_mark(run->arena);
-        float *g = nn_alloc(run, B * H * W * c->ch[n - 1]);
-        if (!g) {
-            st = LMX_ERR_NOMEM;
-            goto done;
-        }
-        op_group_norm(cur, g, B, H * W, c->ch[n - 1], v->e_norm_out.groups, v->e_norm_out.gamma, v->e_norm_out.beta,
-                      v->e_norm_out.eps, 1);
-        st = nn_conv(run, v->e_conv_out, g, v->quant ? other : moments, H, W, 0.0f);
-        lmx_arena_reset(run->arena, m2);
-        if (st) goto done;
-    }
-    if (v->quant) st = nn_conv(run, v->quant, other, moments, H, W, 0.0f);
+    st = norm_out_conv(run, &v->e_norm_out, v->e_conv_out, cur, v->quant ? other : moments, B, H, W,
+                       c->ch[n - 1]);
+    if (!st && v->quant) st = nn_conv(run, v->quant, other, moments, H, W, 0.0f);
 done:
-    if (st == LMX_ERR_NOMEM) lmx_err_prefix("vae encode: ");
-    run->scratch = NULL;
-    run->scratch_n = 0;
-    lmx_arena_reset(run->arena, mark);
-    return st;
+    return pass_end(run, mark, st, "encode");
 }
 
 /* ---- tiled decode (diffusers AutoencoderKL.tiled_decode) ---------------------------------- */
