@@ -161,17 +161,6 @@ void lmx_ctx_free(lmx_ctx *c) {
     lmx_free(c);
 }
 
-/* Make the context's arena at least `bytes` large (reallocated only when it
- * grows; nothing is allocated inside the denoising loop). */
-lmx_status pipeline_arena_reserve(lmx_ctx *c, size_t bytes) {
-    if (c->arena.size >= bytes) {
-        lmx_arena_reset(&c->arena, 0);
-        return LMX_OK;
-    }
-    lmx_arena_free(&c->arena);
-    return lmx_arena_init(&c->arena, bytes);
-}
-
 /* ---- text encoding ------------------------------------------------------ */
 
 /* Tokenize `text` to the 77 ids the pipeline feeds the encoder; warns (once
@@ -205,7 +194,7 @@ lmx_status pipeline_encode_text(lmx_ctx *c, const char *text, const char *what, 
     if (L > 128) return lmx_err(LMX_ERR_UNSUPPORTED, "tokenizer max length %d is over 128", L);
     lmx_status st = tokenize(m, text ? text : "", what, ids);
     if (st != LMX_OK) return st;
-    st = pipeline_arena_reserve(c, clip_text_arena_bytes(m->sd->text, 1, L));
+    st = lmx_arena_reserve(&c->arena, clip_text_arena_bytes(m->sd->text, 1, L));
     if (st != LMX_OK) return st;
     nn_run run = {.ctx = c->ops, .arena = &c->arena, .lora_scale = lora_scale, .n_loras = n_loras};
     return clip_text_forward(m->sd->text, &run, ids, 1, L, clip_skip, out);
@@ -448,7 +437,10 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
     sched_init_noise(sch, x, lat);
 
     /* 3. Denoise. */
-    st = pipeline_arena_reserve(c, unet_arena_bytes(m->sd->unet, B, h, w, ctx_len));
+    /* Everything the loop needs is allocated here: the arena for one UNet
+     * batch and the scheduler's history. */
+    st = lmx_arena_reserve(&c->arena, unet_arena_bytes(m->sd->unet, B, h, w, ctx_len));
+    if (st == LMX_OK) st = sched_reserve(sch, lat);
     if (st != LMX_OK) goto done;
     const int n_calls = sched_n_calls(sch);
     double t1 = lmx_now();
@@ -483,7 +475,7 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
     }
     vae_unscale(m->sd->vae, x, xin, lat);
     op_nchw_to_nhwc(xin, z, n, C, h, w);
-    st = pipeline_arena_reserve(c, vae_decode_arena_bytes(m->sd->vae, 1, h, w));
+    st = lmx_arena_reserve(&c->arena, vae_decode_arena_bytes(m->sd->vae, 1, h, w));
     if (st != LMX_OK) goto done;
     for (int i = 0; i < n && st == LMX_OK; i++) {
         nn_run vrun = {.ctx = c->ops, .arena = &c->arena};

@@ -63,7 +63,6 @@ typedef struct gen_plan {
     lmx_model *model;
 } gen_plan;
 
-lmx_status pipeline_arena_reserve(lmx_ctx *c, size_t bytes);
 lmx_status pipeline_encode_text(lmx_ctx *c, const char *text, const char *what, int clip_skip,
                                 const float *lora_scale, int n_loras, float *out);
 

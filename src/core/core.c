@@ -168,6 +168,18 @@ void lmx_arena_free(lmx_arena *a) {
     memset(a, 0, sizeof *a);
 }
 
+lmx_status lmx_arena_reserve(lmx_arena *a, size_t bytes) {
+    if (a->size >= bytes) {
+        a->used = 0;
+        return LMX_OK;
+    }
+    size_t peak = a->peak;
+    lmx_arena_free(a);
+    lmx_status st = lmx_arena_init(a, bytes);
+    a->peak = peak;
+    return st;
+}
+
 void *lmx_arena_alloc(lmx_arena *a, size_t n) {
     size_t start = (a->used + 63) & ~(size_t)63;
     size_t end = start + ((n + 63) & ~(size_t)63);

@@ -81,6 +81,9 @@ typedef struct lmx_arena {
 
 lmx_status lmx_arena_init(lmx_arena *a, size_t size);
 void lmx_arena_free(lmx_arena *a);
+/* Empty the arena and make it at least `bytes` large: reallocated only
+ * when it must grow (its contents are lost either way). */
+lmx_status lmx_arena_reserve(lmx_arena *a, size_t bytes);
 /* 64-byte aligned; NULL (with an error set) when the arena is full. */
 void *lmx_arena_alloc(lmx_arena *a, size_t n);
 static inline size_t lmx_arena_mark(const lmx_arena *a) { return a->used; }

@@ -43,6 +43,16 @@ static void test_arena(void) {
     CHECK(lmx_arena_alloc(&a, 4096) == NULL, "overflow returns NULL");
     lmx_arena_reset(&a, mark);
     CHECK(a.peak >= 192, "peak %zu", a.peak);
+    /* reserve: no reallocation when large enough, but emptied; grows otherwise */
+    uint8_t *base = a.base;
+    CHECK_OK(lmx_arena_reserve(&a, 512));
+    CHECK(a.base == base && a.used == 0 && a.size == 1024, "reserve within size keeps the buffer");
+    CHECK_OK(lmx_arena_reserve(&a, 4096));
+    CHECK(a.size >= 4096 && a.used == 0, "reserve grows: size %zu", a.size);
+    CHECK(lmx_arena_alloc(&a, 4000) != NULL, "grown arena holds 4000 bytes");
+    lmx_fault_set_fail_at(1);
+    CHECK(lmx_arena_reserve(&a, 1 << 20) == LMX_ERR_NOMEM, "reserve reports allocation failure");
+    lmx_fault_set_fail_at(0);
     lmx_arena_free(&a);
 }
 
