@@ -17,7 +17,6 @@
  */
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -408,7 +407,6 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
 
     /* 1. Text: E_pos (with clip_skip) and E_neg (always the last layer, as
      * diffusers' encode_prompt does), with the text-encoder LoRAs of the plan. */
-    double t0 = lmx_now();
     st = pipeline_encode_text(c, p->prompt, "prompt", p->clip_skip, plan.te_scale, plan.n_rows, e_pos);
     if (st == LMX_OK && gi.cfg)
         st = pipeline_encode_text(c, p->negative_prompt, "negative prompt", 0, plan.te_scale,
@@ -425,7 +423,6 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
             }
         }
     }
-    gi.t_text = lmx_now() - t0;
 
     /* 2. Initial noise: one torch.randn([n, C, h, w]) from a fresh generator
      * (torch's x86 kernel, which torch 2.8 also takes on AVX-512 machines). */
@@ -457,15 +454,13 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
         if (st != LMX_OK) goto done;
         /* Back to NCHW in place of the input batch, then combine. */
         op_nhwc_to_nchw(eb, xb, B, h, w, C);
-        pipeline_plan_combine(&plan, k, xb, eps, n, lat / n, gi.cfg, p->guidance);
+        compose_plan_combine(&plan.cp, xb, eps, n, lat / n, gi.cfg, p->guidance);
         st = sched_step(sch, k, eps, x, lat, &rng);
         if (st != LMX_OK) goto done;
         if (p->progress) p->progress(k + 1, n_calls, lmx_now() - t1, p->progress_user);
     }
-    gi.t_denoise = lmx_now() - t1;
 
     /* 4. Decode: x / scaling_factor, VAE, uint8. */
-    double t2 = lmx_now();
     const int Hp = gi.height, Wp = gi.width;
     img = lmx_alloc_aligned(sizeof(float) * (size_t)n * Hp * Wp * 3);
     z = lmx_alloc_aligned(sizeof(float) * (size_t)lat);
@@ -484,7 +479,6 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
                         img + (int64_t)i * Hp * Wp * 3);
     }
     if (st != LMX_OK) goto done;
-    gi.t_decode = lmx_now() - t2;
 
     for (int i = 0; i < n; i++) {
         lmx_image *im = &images[i];

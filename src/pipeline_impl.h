@@ -40,14 +40,12 @@ typedef struct gen_info {
     int scheduler;           /* lmx_scheduler actually used                    */
     const char *spacing;
     int threads;
-    double t_text, t_denoise, t_decode;
 } gen_info;
 
 /* The LoRA plan of one generation: the composition plan (src/compose) and
  * the scale tables it fills. UNet batch = n_branches blocks of per_branch
  * samples ([uncond x n, cond x n] with CFG, [cond x n] without). */
 typedef struct gen_plan {
-    int n_steps;
     int n_branches;          /* UNet branches per step (N for Composite)        */
     int per_branch;
     int n_samples;           /* UNet batch B = n_branches · per_branch          */
@@ -71,10 +69,6 @@ lmx_status pipeline_plan(lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi
                          gen_plan *plan);
 /* The UNet scale table of step k (NULL when no LoRA side path runs). */
 const float *pipeline_plan_unet_scales(gen_plan *plan, int step);
-/* eps[n images] from the UNet outputs out[B samples] (NCHW, `per` floats a
- * sample), by the plan's rule; fp32 op order as the reference. */
-void pipeline_plan_combine(const gen_plan *plan, int step, const float *out, float *eps, int n,
-                           int64_t per, int cfg, float g);
 void pipeline_plan_free(gen_plan *plan);
 size_t pipeline_loras_describe(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan,
                                char *buf, size_t cap);

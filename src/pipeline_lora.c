@@ -44,7 +44,6 @@ lmx_status pipeline_plan(lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi
                          gen_plan *plan) {
     const lmx_model *m = c->m;
     memset(plan, 0, sizeof *plan);
-    plan->n_steps = n_steps;
     plan->per_branch = gi->cfg ? 2 * p->n_images : p->n_images;
     plan->lam = p->lora_scale;
     if (p->n_loras < 0 || (p->n_loras > 0 && !p->loras))
@@ -122,12 +121,6 @@ const float *pipeline_plan_unet_scales(gen_plan *plan, int step) {
     compose_plan_unet_scales(&plan->cp, step, plan->lam, plan->loras, plan->row_of, plan->n_rows,
                              plan->per_branch, plan->unet_scale);
     return plan->unet_scale;
-}
-
-void pipeline_plan_combine(const gen_plan *plan, int step, const float *out, float *eps, int n,
-                           int64_t per, int cfg, float g) {
-    (void)step;
-    compose_plan_combine(&plan->cp, out, eps, n, per, cfg, g);
 }
 
 void pipeline_plan_free(gen_plan *plan) {
