@@ -1,7 +1,7 @@
 /*
  * pipeline_lora.c - the LoRA side of one generation: turn the composition
  * plan (src/compose, shared/spec/methods.md) into the scale tables the
- * networks read, and combine the UNet branches into the guided noise.
+ * networks read (the branches are combined by compose_plan_combine).
  *
  * Every LoRA loaded for a model is attached to its layers with lora_index =
  * its row in the model's registry (lora_api.c). A generation therefore only
