@@ -170,6 +170,10 @@ has pipeline "diffusers text encoder (CLIPTextModel), SD1.x: 1 tensors"
 has pipeline "(not used)"
 has pipeline "base        SD1.x"
 has pipeline "supported   yes"
+# The bundled tiny model: an SD1.x-family model of a custom size, supported.
+run tiny 0 --no-tensors tests/fixtures/models/tiny-sd
+has tiny "base        SD1.x family (custom size)"
+has tiny "supported   yes"
 hasnt pipeline "conv_in.weight"
 run pipeline-tensors 0 --tensors "$D"
 has pipeline-tensors "conv_in.weight"

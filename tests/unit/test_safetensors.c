@@ -379,6 +379,54 @@ static void test_reference_file(void) {
     st_close(f);
 }
 
+/* st_drop_pages / st_drop_range release resident pages of converted
+ * weights: the data must stay readable (the kernel re-reads the file), and
+ * ranges outside the mapping or buffer-backed files are left alone. */
+static void test_drop_pages(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/tests/drop_pages.safetensors", LMX_BINARY_DIR);
+    const int64_t n = 3 * 65536 + 7; /* several pages, an odd tail */
+    float *a = lmx_test_randn(n, 11, 1.0f), *b = lmx_test_randn(n, 12, 1.0f);
+    st_writer *w = NULL;
+    CHECK_OK(st_writer_create(&w));
+    CHECK_OK(st_writer_add(w, "a", ST_F32, 1, &n, a));
+    CHECK_OK(st_writer_add(w, "b", ST_F32, 1, &n, b));
+    CHECK_OK(st_writer_finish(w, path));
+    st_writer_free(w);
+    st_file *f = NULL;
+    CHECK_OK(st_open(&f, path));
+    float *x = lmx_test_floats(n);
+    if (f) {
+        const st_tensor *ta = st_find(f, "a"), *tb = st_find(f, "b");
+        CHECK_OK(st_to_f32(ta, x));
+        st_drop_range(f, ta->data, ta->nbytes);
+        st_drop_range(f, a, sizeof(float) * (size_t)n); /* not in the mapping: no-op */
+        CHECK_OK(st_to_f32(ta, x));
+        lmx_cmp_f32("a after st_drop_range", x, a, n, 0, 0);
+        st_drop_pages(f);
+        CHECK_OK(st_to_f32(tb, x));
+        lmx_cmp_f32("b after st_drop_pages", x, b, n, 0, 0);
+        st_close(f);
+    }
+    /* A buffer-backed file is not ours to drop. */
+    char *buf = NULL;
+    size_t len = 0;
+    CHECK_OK(lmx_read_file(path, &buf, &len, 1u << 24));
+    st_file *fb = NULL;
+    if (buf) CHECK_OK(st_open_buffer(&fb, buf, len, "buffer"));
+    if (fb) {
+        st_drop_pages(fb);
+        CHECK_OK(st_to_f32(st_find(fb, "a"), x));
+        lmx_cmp_f32("buffer after st_drop_pages", x, a, n, 0, 0);
+        st_close(fb);
+    }
+    lmx_free(buf);
+    lmx_free(x);
+    lmx_free(a);
+    lmx_free(b);
+    remove(path);
+}
+
 /* Lenient on what is harmless: holes, trailing bytes, 2.0 as a shape entry,
  * extra keys in an entry, whitespace around the JSON. */
 static void test_lenient(void) {
@@ -444,6 +492,7 @@ done:
 }
 
 int main(void) {
+    test_drop_pages();
     test_roundtrip();
     test_reference_bytes();
     test_misaligned();
