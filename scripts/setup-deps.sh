@@ -3,7 +3,7 @@
 # packages already present are left alone, and nothing is fetched outside apt.
 set -eu
 PKGS="build-essential cmake pkg-config libdnnl-dev libcjson-dev libpng-dev \
-libutf8proc-dev zlib1g-dev libsleef-dev libclang-rt-14-dev clang"
+libutf8proc-dev zlib1g-dev libsleef-dev clang libclang-rt-14-dev libomp-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -88,6 +88,7 @@ static sched_kind to_kind(lmx_scheduler s) { return (sched_kind)(s - 1); }
 lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_params *params) {
     *out = NULL;
     lmx_model_params p = params ? *params : lmx_model_params_default();
+    if (p.precision == LMX_PREC_BF16 && op_bf16_check("precision") != LMX_OK) return LMX_ERR_UNSUPPORTED;
     lmx_model *m = lmx_calloc(1, sizeof *m);
     if (!m) return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", path);
     m->params = p;

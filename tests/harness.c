@@ -1,6 +1,8 @@
 /* harness.c - see harness.h. */
 #include "harness.h"
 
+#include "ops/ops.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,5 +203,22 @@ int lmx_test_finish(void) {
         return 1;
     }
     printf("all %d checks passed\n", lmx_test_checks);
+    return 0;
+}
+
+int lmx_test_bf16(void) {
+    static int state = -1;
+    if (state >= 0) return state;
+    state = op_bf16_supported();
+    if (state) return 1;
+    float w[4] = {1, 2, 3, 4};
+    op_linear *l = NULL;
+    lmx_status st = op_linear_create(&l, w, NULL, 2, 2, OP_PREC_BF16);
+    CHECK(st == LMX_ERR_UNSUPPORTED && !l, "bf16 on a CPU without it: status %s", lmx_status_name(st));
+    CHECK(strstr(lmx_errmsg(), "bf16") && strstr(lmx_errmsg(), "AVX-512"), "bf16 message: %s",
+          lmx_errmsg());
+    op_linear_free(l);
+    fprintf(stderr, "skip: bf16 cases (this CPU's instruction set is '%s'; oneDNN has bf16 kernels "
+                    "only on AVX-512)\n", op_cpu_isa_name());
     return 0;
 }

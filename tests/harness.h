@@ -88,6 +88,12 @@ void lmx_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi);
 /* Path under the source tree: lmx_src_path("tests/fixtures/x") */
 const char *lmx_src_path(const char *rel);
 
+/* 1 when this CPU has oneDNN bf16 kernels. Otherwise 0, after checking
+ * (once) that asking for bf16 fails cleanly with LMX_ERR_UNSUPPORTED and a
+ * message naming bf16 and AVX-512, and printing one "skip" line: callers
+ * then leave out their bf16 cases. */
+int lmx_test_bf16(void);
+
 int lmx_test_verbose(void);
 int lmx_test_finish(void);
 

@@ -124,6 +124,7 @@ lmx_status op_conv2d_create(op_conv2d **out, const float *w, const float *bias, 
         return lmx_err(LMX_ERR_ARG, "%s: stride %d pad %d out of range", what, stride, pad);
     if (prec != OP_PREC_F32 && prec != OP_PREC_BF16)
         return lmx_err(LMX_ERR_ARG, "%s: unknown precision %d", what, (int)prec);
+    if (prec == OP_PREC_BF16 && op_bf16_check(what) != LMX_OK) return LMX_ERR_UNSUPPORTED;
     if (flags & ~(unsigned)OP_CONV_WINOGRAD)
         return lmx_err(LMX_ERR_ARG, "%s: unknown flags 0x%x", what, flags);
     if (!op_dnnl_engine()) return LMX_ERR_BACKEND;

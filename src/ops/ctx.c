@@ -49,6 +49,59 @@ dnnl_engine_t op_dnnl_engine(void) {
 
 int op_nthr(void) { return omp_get_max_threads(); }
 
+/* ---- bf16 capability ----
+ * oneDNN 2.6 has bf16 kernels only from AVX-512 (avx512_core) up; on an
+ * AVX2-only CPU every bf16 primitive descriptor is "unimplemented". Probe
+ * once with a tiny matmul so callers can say so up front. */
+static int g_bf16_ok = -1;
+static pthread_once_t g_bf16_once = PTHREAD_ONCE_INIT;
+
+static void bf16_probe(void) {
+    g_bf16_ok = 0;
+    dnnl_engine_t eng = op_dnnl_engine();
+    if (!eng) return;
+    dnnl_memory_desc_t a, b, c;
+    dnnl_dims_t da = {4, 16}, db = {16, 16}, dc = {4, 16};
+    if (dnnl_memory_desc_init_by_tag(&a, 2, da, dnnl_bf16, dnnl_ab) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&b, 2, db, dnnl_bf16, dnnl_format_tag_any) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&c, 2, dc, dnnl_f32, dnnl_ab) != dnnl_success)
+        return;
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &a, &b, NULL, &c) != dnnl_success) return;
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL) == dnnl_success) {
+        g_bf16_ok = 1;
+        dnnl_primitive_desc_destroy(pd);
+    }
+}
+
+int op_bf16_supported(void) {
+    pthread_once(&g_bf16_once, bf16_probe);
+    return g_bf16_ok == 1;
+}
+
+const char *op_cpu_isa_name(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse4.1";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    default: return "other";
+    }
+}
+
+lmx_status op_bf16_check(const char *what) {
+    if (op_bf16_supported()) return LMX_OK;
+    return lmx_err(LMX_ERR_UNSUPPORTED,
+                   "%s: bf16 precision needs a CPU with AVX-512 (oneDNN has no bf16 kernels for "
+                   "this CPU's '%s'); use fp32",
+                   what, op_cpu_isa_name());
+}
+
 /* ---- memory descriptors ---- */
 
 static uint64_t fnv(uint64_t h, int64_t v) {

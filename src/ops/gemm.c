@@ -112,6 +112,7 @@ lmx_status op_linear_create(op_linear **out, const float *w, const float *bias, 
                        (long long)n_in);
     if (prec != OP_PREC_F32 && prec != OP_PREC_BF16)
         return lmx_err(LMX_ERR_ARG, "%s: unknown precision %d", what, (int)prec);
+    if (prec == OP_PREC_BF16 && op_bf16_check(what) != LMX_OK) return LMX_ERR_UNSUPPORTED;
     if (!op_dnnl_engine()) return LMX_ERR_BACKEND;
 
     l = lmx_calloc(1, sizeof *l);

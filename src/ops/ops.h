@@ -31,6 +31,13 @@ typedef enum op_prec {
     OP_PREC_BF16,
 } op_prec;
 
+/* bf16 needs oneDNN kernels that exist only on AVX-512 CPUs. _supported()
+ * probes once; _check() returns LMX_ERR_UNSUPPORTED with a message naming
+ * `what` and the CPU's instruction set when they are missing. */
+int op_bf16_supported(void);
+lmx_status op_bf16_check(const char *what);
+const char *op_cpu_isa_name(void);
+
 /* Per-thread kernel state: oneDNN engine and stream, primitive cache,
  * scratch buffers. Create one per thread that runs kernels. */
 typedef struct op_ctx op_ctx;

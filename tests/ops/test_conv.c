@@ -33,6 +33,7 @@ static int64_t odim(int64_t in, int k, int s, int p) { return (in + 2 * p - k) /
  * cross-checks, or NULL. */
 static float *conv_case(const conv_shape *s, int with_bias, float beta, op_prec prec,
                         unsigned flags, uint64_t seed, double atol, double rtol) {
+    if (prec == OP_PREC_BF16 && !lmx_test_bf16()) return NULL;
     char what[200];
     snprintf(what, sizeof what,
              "conv B=%lld %lldx%lld %lld->%lld k%dx%d s%d p%d bias=%d beta=%g %s%s",
@@ -189,6 +190,7 @@ static void test_many_sizes(void) {
     static const int64_t sizes[][3] = {{1, 16, 16}, {2, 8, 8}, {1, 5, 7}, {1, 32, 32}, {1, 16, 16}};
     for (int mode = 0; mode < 3; mode++) {
         op_prec prec = mode == 2 ? OP_PREC_BF16 : OP_PREC_F32;
+        if (prec == OP_PREC_BF16 && !lmx_test_bf16()) continue;
         unsigned flags = mode == 1 ? OP_CONV_WINOGRAD : 0;
         op_conv2d *c = NULL;
         CHECK_OK(op_conv2d_create(&c, w, b, co, ci, 3, 3, 1, 1, prec, flags));

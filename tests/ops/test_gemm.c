@@ -40,6 +40,7 @@ static int gaps_intact(const float *y, int64_t M, int64_t N, int64_t ld, float g
 /* One linear case: W[N,K], x[M,K] with row stride ldx, y with ldy. */
 static void linear_case(int64_t M, int64_t K, int64_t N, int with_bias, float beta, int64_t ldx,
                         int64_t ldy, op_prec prec, uint64_t seed) {
+    if (prec == OP_PREC_BF16 && !lmx_test_bf16()) return;
     char what[160];
     snprintf(what, sizeof what, "linear M=%lld K=%lld N=%lld bias=%d beta=%g ldx=%lld ldy=%lld %s",
              (long long)M, (long long)K, (long long)N, with_bias, (double)beta, (long long)ldx,
@@ -139,6 +140,7 @@ static void test_linear_many_m(void) {
     for (int p = 0; p < 2; p++) {
         op_linear *l = NULL;
         op_prec prec = p ? OP_PREC_BF16 : OP_PREC_F32;
+        if (prec == OP_PREC_BF16 && !lmx_test_bf16()) continue;
         CHECK_OK(op_linear_create(&l, w, b, N, K, prec));
         if (!l) continue;
         size_t bytes0 = op_linear_bytes(l);

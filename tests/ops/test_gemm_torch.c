@@ -31,6 +31,7 @@ static void test_linear(void) {
         if (x && w && yr && y && (b || !c[3])) {
             for (int p = 0; p < 2; p++) {
                 op_linear *l = NULL;
+                if (p && !lmx_test_bf16()) continue;
                 CHECK_OK(op_linear_create(&l, w, b, N, K, p ? OP_PREC_BF16 : OP_PREC_F32));
                 CHECK_OK(op_linear_fwd(g_ctx, l, x, 0, y, 0, M, 0.0f));
                 char what[64];
@@ -92,6 +93,7 @@ static void test_conv(void) {
             for (int mode = 0; mode < 3; mode++) {
                 op_conv2d *cv = NULL;
                 op_prec prec = mode == 2 ? OP_PREC_BF16 : OP_PREC_F32;
+                if (prec == OP_PREC_BF16 && !lmx_test_bf16()) continue;
                 unsigned flags = mode == 1 ? OP_CONV_WINOGRAD : 0;
                 CHECK_OK(op_conv2d_create(&cv, w, b, Cout, Cin, kh, kw, s, p, prec, flags));
                 if (!cv) continue;

@@ -14,6 +14,7 @@
  *   - merge: complete, missing, duplicate, conflicting and corrupt outputs.
  */
 #include <cjson/cJSON.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -78,8 +79,22 @@ static void test_noise_skip(void) {
     for (int k = 0; k < 3; k++) {
         p.noise_skip = (uint64_t)k;
         CHECK_OK(lmx_generate(c, &p, &one));
-        CHECK(one.rgb && batch[k].rgb && !memcmp(one.rgb, batch[k].rgb, 64 * 64 * 3),
-              "noise_skip %d differs from image %d of the stream", k, k);
+        /* Same noise, same image. Within one level rather than bitwise: the
+         * batch of 3 runs GEMMs with 3x the rows, and oneDNN's AVX2 kernels
+         * block (and so round) by the row count. The other images of the
+         * stream are many levels away. */
+        int dmax = 999, dother = 0;
+        if (one.rgb && batch[k].rgb) {
+            dmax = 0;
+            for (int i = 0; i < 64 * 64 * 3; i++) {
+                int d = abs((int)one.rgb[i] - (int)batch[k].rgb[i]);
+                int o = abs((int)one.rgb[i] - (int)batch[(k + 1) % 3].rgb[i]);
+                if (d > dmax) dmax = d;
+                if (o > dother) dother = o;
+            }
+        }
+        CHECK(dmax <= 1, "noise_skip %d differs from image %d of the stream by %d levels", k, k, dmax);
+        CHECK(dother > 8, "noise_skip %d is %d levels from image %d", k, dother, (k + 1) % 3);
         if (k > 0) CHECK(one.json && strstr(one.json, "\"noise_skip\":"), "noise_skip recorded");
         lmx_image_free(&one);
     }
