@@ -239,7 +239,8 @@ tb_run_opts tb_run_opts_default(void);
  * wait 0: fail at once (LMX_ERR_IO naming the folder, the shard and the
  * holder); 1: wait for the holder (a note goes to msg). The manifest lock
  * ({out}/.lock-manifest) serialises the read-modify-write of
- * testbed-run.json between shards. */
+ * testbed-run.json between shards. On a file system that cannot lock
+ * (ENOLCK and the like) a warning goes to msg and the run goes on unlocked. */
 typedef struct tb_lock {
     int fd;
     char *path;
