@@ -39,7 +39,8 @@ static const char SELECT_HELP[] =
     "      --seeds LIST       override the protocol's seeds; image j of a set uses the\n"
     "                         j-th seed and is named ..._{j}_seed{seed}.png\n"
     "      --n LIST           only these set sizes (default 2,3,4,5)\n"
-    "      --limit L          only the first L jobs of the plan order\n"
+    "      --limit L          only the first L jobs of the plan order (L >= 1; 0 is\n"
+    "                         refused: leave --limit out for the whole plan)\n"
     "      --testbed-dir DIR  a custom testbed definition (testbed.json and its\n"
     "                         lora_info files) instead of the bundled one\n"
     "\n"
@@ -53,11 +54,17 @@ static const char PLAN_HELP[] =
     "negative_prompt and (with --out) output. A summary with the set and job\n"
     "counts per subset and N goes to stderr.\n"
     "\n"
+    "      --sets             print the composition sets instead of the jobs, one per\n"
+    "                         line in plan order: subset, n, set, loras, slug, jobs\n"
+    "                         (how many of the selected jobs use it), prompt; only\n"
+    "                         sets with a job in the selection (--limit, --shard)\n"
     "      --out DIR          add each job's output path under DIR\n"
     "      --shard K/N        only the jobs of shard K of N (index mod N == K-1)\n"
     "      --format F         jsonl (default) or tsv (index, id, subset, n, set,\n"
-    "                         loras, method, seed, j, noise_skip, prompt)\n"
-    "      --summary          print only the summary, to stdout\n"
+    "                         loras, method, seed, j, noise_skip, prompt; with\n"
+    "                         --sets: subset, n, set, loras, jobs, prompt)\n"
+    "      --summary          print only the summary, to stdout (its table counts\n"
+    "                         the sets per subset and N; --sets is then ignored)\n"
     "  -q, --quiet            no summary on stderr\n"
     "\n";
 
@@ -71,7 +78,9 @@ static const char RUN_HELP[] =
     "skipped, so running the same command again resumes; files are written\n"
     "atomically and the sidecar last, so kill -9 at any moment loses at most the\n"
     "job in flight. A failed job is logged and the run goes on (exit status 1 at\n"
-    "the end). Run log: {out}/logs/shard-K-of-N.jsonl.\n"
+    "the end). Run log: {out}/logs/shard-K-of-N.jsonl. One runner per shard and\n"
+    "folder: the run holds the lock {out}/.lock-shard-K-of-N (dropped when the\n"
+    "process ends, kill -9 included); a second runner of that shard is refused.\n"
     "\n"
     "models and LoRAs:\n"
     "  -m, --model [S=]PATH   the base model, for every subset or for subset S\n"
@@ -86,6 +95,9 @@ static const char RUN_HELP[] =
     "where and which part:\n"
     "  -o, --out DIR          output folder (shards may share it)\n"
     "      --shard K/N        run only shard K of N: jobs with index mod N == K-1\n"
+    "      --wait             when another runner holds this shard of --out (or an\n"
+    "                         overlapping one), wait for it to end, then run what is\n"
+    "                         left; without it the run stops at once (exit status 1)\n"
     "\n"
     "overrides of the testbed settings (for tests and quick looks):\n"
     "      --steps N  --width N  --height N  --cfg G\n"
@@ -118,8 +130,9 @@ typedef struct sel_flags {
     int limit;
 } sel_flags;
 
+/* f->limit: -1 when --limit is not given (callers set it before parsing). */
 static int sel_given(const sel_flags *f) {
-    return f->subset || f->methods || f->seeds || f->protocol || f->n || f->limit;
+    return f->subset || f->methods || f->seeds || f->protocol || f->n || f->limit >= 0;
 }
 
 static int make_selection(const tb_testbed *tb, const sel_flags *f, tb_selection *sel) {
@@ -130,8 +143,15 @@ static int make_selection(const tb_testbed *tb, const sel_flags *f, tb_selection
     if (st == LMX_OK && f->methods) st = tb_selection_methods(sel, f->methods);
     if (st == LMX_OK && f->seeds) st = tb_selection_seeds(sel, f->seeds);
     if (st == LMX_OK && f->n) st = tb_selection_n(tb, sel, f->n);
-    sel->limit = f->limit;
-    return st == LMX_OK ? CLI_OK : cli_fail_status(st);
+    if (st != LMX_OK) return cli_fail_status(st);
+    if (f->limit == 0) {
+        /* 0 used to mean "no limit": a --limit $N that came out 0 ran everything. */
+        cli_error("--limit: 0 selects no jobs; give L >= 1 for the first L jobs of the plan, or leave "
+                  "--limit out for the whole plan");
+        return CLI_USAGE;
+    }
+    sel->limit = f->limit > 0 ? f->limit : 0;
+    return CLI_OK;
 }
 
 static int load_testbed(const sel_flags *f, tb_testbed **tb) {
@@ -148,13 +168,46 @@ static int load_testbed(const sel_flags *f, tb_testbed **tb) {
 
 /* ---- plan ------------------------------------------------------------------ */
 
+/* --sets: the composition sets that the shard's jobs use, in plan order. */
+static int print_sets(const tb_plan *p, int sk, int sn, int tsv) {
+    int64_t *uses = calloc((size_t)(p->n_sets ? p->n_sets : 1), sizeof *uses);
+    if (!uses) return cli_fail_status(lmx_err(LMX_ERR_NOMEM, "plan: out of memory"));
+    for (int64_t i = 0; i < p->n_jobs; i++)
+        if (tb_in_shard(p->jobs[i].index, sk, sn)) uses[p->jobs[i].set]++;
+    int rc = CLI_OK;
+    for (int k = 0; k < p->n_sets && rc == CLI_OK; k++) {
+        if (!uses[k]) continue;
+        const tb_set *t = &p->sets[k];
+        if (tsv) {
+            const tb_subset *s = &p->tb->subsets[t->subset];
+            printf("%s\t%d\t%d\t", s->name, t->n, t->index);
+            for (int l = 0; l < t->n; l++)
+                printf("%s%s", l ? "," : "", s->loras[t->lora[l]].id);
+            printf("\t%lld\t%s\n", (long long)uses[k], t->prompt);
+            continue;
+        }
+        cJSON *o = tb_set_json(p, k, uses[k]);
+        char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+        cJSON_Delete(o);
+        if (!s)
+            rc = cli_fail_status(lmx_err(LMX_ERR_NOMEM, "plan: out of memory"));
+        else
+            puts(s);
+        cJSON_free(s);
+    }
+    free(uses);
+    return rc;
+}
+
 static int cmd_plan(int argc, char **argv) {
     sel_flags f;
     memset(&f, 0, sizeof f);
+    f.limit = -1;
     const char *out = NULL, *shard = NULL, *format = "jsonl";
-    int help = 0, summary = 0, quiet = 0;
+    int help = 0, summary = 0, quiet = 0, sets = 0;
     const arg_opt opts[] = {
         SELECT_OPTS(f),
+        {"--sets", NULL, ARG_FLAG, &sets, 0, 0},
         {"--out", "-o", ARG_STR, &out, 0, 0},
         {"--shard", NULL, ARG_STR, &shard, 0, 0},
         {"--format", NULL, ARG_STR, &format, 0, 0},
@@ -188,7 +241,11 @@ static int cmd_plan(int argc, char **argv) {
         tb_plan_summary(p, sk, sn, stdout);
         goto done;
     }
-    for (int64_t i = 0; i < p->n_jobs; i++) {
+    if (sets) {
+        rc = print_sets(p, sk, sn, !strcmp(format, "tsv"));
+        if (rc != CLI_OK) goto done;
+    }
+    for (int64_t i = 0; i < p->n_jobs && !sets; i++) {
         const tb_job *j = &p->jobs[i];
         if (!tb_in_shard(j->index, sk, sn)) continue;
         if (!strcmp(format, "tsv")) {
@@ -260,6 +317,7 @@ static int per_subset(const tb_testbed *tb, const char *flag, const arg_list *va
 static int cmd_run(int argc, char **argv) {
     sel_flags f;
     memset(&f, 0, sizeof f);
+    f.limit = -1;
     arg_list models = {0}, vaes = {0};
     const char *shard = NULL, *precision = "fp32";
     int help = 0, quiet = 0;
@@ -272,6 +330,7 @@ static int cmd_run(int argc, char **argv) {
         {"--no-lora", NULL, ARG_FLAG, &o.no_lora, 0, 0},
         {"--out", "-o", ARG_STR, &o.out_dir, 0, 0},
         {"--shard", NULL, ARG_STR, &shard, 0, 0},
+        {"--wait", NULL, ARG_FLAG, &o.wait, 0, 0},
         {"--steps", NULL, ARG_INT, &o.steps, 1, 10000},
         {"--width", "-W", ARG_INT, &o.width, 8, 8192},
         {"--height", "-H", ARG_INT, &o.height, 8, 8192},
@@ -391,6 +450,7 @@ static lmx_status read_plan_ids(const char *path, char ***ids, int64_t *n) {
 static int cmd_merge(int argc, char **argv) {
     sel_flags f;
     memset(&f, 0, sizeof f);
+    f.limit = -1;
     arg_list outs = {0};
     const char *plan_file = NULL, *index = NULL;
     int help = 0, verify = 0, quiet = 0;

@@ -470,6 +470,24 @@ cJSON *tb_job_json(const tb_plan *p, const tb_job *job, const char *out_dir) {
     return j;
 }
 
+cJSON *tb_set_json(const tb_plan *p, int set, int64_t n_jobs) {
+    io_cjson_init();
+    const tb_set *t = &p->sets[set];
+    const tb_subset *s = &p->tb->subsets[t->subset];
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddStringToObject(j, "subset", s->name);
+    cJSON_AddNumberToObject(j, "n", t->n);
+    cJSON_AddNumberToObject(j, "set", t->index);
+    cJSON *a = cJSON_AddArrayToObject(j, "loras");
+    for (int i = 0; i < t->n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(s->loras[t->lora[i]].id));
+    cJSON_AddStringToObject(j, "slug", t->slug);
+    cJSON_AddNumberToObject(j, "jobs", (double)n_jobs);
+    cJSON_AddStringToObject(j, "prompt", t->prompt);
+    return j;
+}
+
 void tb_plan_summary(const tb_plan *p, int shard_k, int shard_n, FILE *f) {
     const tb_testbed *tb = p->tb;
     const tb_selection *sel = &p->sel;

@@ -10,9 +10,18 @@
  * (no sidecar, a PNG without one, a stale sidecar) means "run it again",
  * which first removes the stale sidecar. Temporary files left by a killed
  * run ("<file>.tmp.<pid>[.<n>]") are removed at the next start, only for
- * jobs of the starting shard, so shards sharing one folder never touch each
- * other's files. Hence kill -9 at any point loses at most the job in flight
- * and never leaves a corrupt or half-written output under a final name.
+ * jobs of the starting shard and only when no process <pid> exists, so
+ * shards sharing one folder never touch each other's files and a live
+ * writer's file is never pulled away. Hence kill -9 at any point loses at
+ * most the job in flight and never leaves a corrupt or half-written output
+ * under a final name.
+ *
+ * Concurrency. The runner holds its shard's lock ({out}/.lock-shard-K-of-N,
+ * tb_lock.c) from before it decides which jobs are pending to its end, so a
+ * second runner of the same shard (or of an overlapping one) is refused or,
+ * with --wait, starts after it and finds its jobs done; different shards run
+ * side by side, each with its own log, and the manifest is rewritten under
+ * {out}/.lock-manifest.
  *
  * One model and one lmx_ctx per subset (the subsets have different base
  * models), reused for every job; each LoRA file is loaded once, at its
@@ -670,7 +679,9 @@ static lmx_status check_loras(const runner *r, const tb_job *const *pending, int
     return LMX_OK;
 }
 
-/* Remove temporary files left by killed runs, for this shard's jobs only. */
+/* Remove temporary files left by killed runs, for this shard's jobs only
+ * (the caller holds the shard's lock) and only when the writer named in the
+ * file name is gone: a process with that PID no longer exists on this host. */
 static void sweep_temps(const runner *r, const tb_job *const *mine, int64_t n) {
     strset ids;
     if (strset_init(&ids, (size_t)n) != LMX_OK) return;
@@ -710,9 +721,20 @@ static void sweep_temps(const runner *r, const tb_job *const *mine, int64_t n) {
             key[dl] = '/';
             memcpy(key + dl + 1, e->d_name, bl);
             if (!strset_has(&ids, key, dl + 1 + bl)) continue;
+            /* The writer's PID: "<file>.tmp.<pid>" or "<file>.tmp.<pid>.<n>". */
+            char *end = NULL;
+            errno = 0;
+            long pid = strtol(tmp + 5, &end, 10);
+            if (errno || pid <= 0 || end == tmp + 5 || (*end && *end != '.')) continue; /* not ours */
             char *f = tb_path(dir, e->d_name, NULL);
-            if (f && unlink(f) == 0 && r->o->progress > 0)
+            /* Our own PID before we wrote anything: an earlier process that
+             * had the same PID (a container's runner often has PID 1). */
+            if (pid != (long)getpid() && tb_pid_alive(pid)) {
+                if (f && r->o->progress > 0)
+                    fprintf(r->msg, "kept %s: its writer, process %ld, is still running\n", f, pid);
+            } else if (f && unlink(f) == 0 && r->o->progress > 0) {
                 fprintf(r->msg, "removed %s (left by a killed run)\n", f);
+            }
             lmx_free(f);
         }
         if (d) closedir(d);
@@ -802,6 +824,8 @@ lmx_status tb_run(const tb_plan *p, const tb_run_opts *o, tb_run_stats *stats) {
     r.msg = o->log ? o->log : stderr;
     r.logfd = -1;
     r.subset = -1;
+    tb_lock shard_lock;
+    tb_lock_init(&shard_lock);
     snprintf(r.shard, sizeof r.shard, "%d/%d", o->shard_k, o->shard_n);
     io_cjson_init();
     lmx_status st = LMX_OK, first_fail = LMX_OK;
@@ -863,7 +887,23 @@ lmx_status tb_run(const tb_plan *p, const tb_run_opts *o, tb_run_stats *stats) {
     }
     if (!o->no_lora && (st = check_loras(&r, pending, n_pending)) != LMX_OK) goto done;
     if ((st = tb_mkdirs(o->out_dir)) != LMX_OK) goto done;
-    if ((st = update_manifest(&r, mine, n_mine)) != LMX_OK) goto done;
+    /* The shard's lock, held to the end: no other runner computes these jobs. */
+    if ((st = tb_lock_shard(&shard_lock, o->out_dir, o->shard_k, o->shard_n, o->wait, r.msg)) != LMX_OK)
+        goto done;
+    /* Jobs finished by a runner that held the lock before us are done. */
+    int64_t still = 0;
+    for (int64_t i = 0; i < n_pending; i++) {
+        if (tb_job_complete(o->out_dir, pending[i]->id))
+            stats->skipped++;
+        else
+            pending[still++] = pending[i];
+    }
+    n_pending = still;
+    tb_lock manifest_lock;
+    if ((st = tb_lock_manifest(&manifest_lock, o->out_dir)) != LMX_OK) goto done;
+    st = update_manifest(&r, mine, n_mine);
+    tb_unlock(&manifest_lock);
+    if (st != LMX_OK) goto done;
     sweep_temps(&r, mine, n_mine);
 
     /* The run log. */
@@ -959,6 +999,7 @@ done:
     clear_warnings(&r);
     lmx_free(r.warn);
     if (r.logfd >= 0) close(r.logfd);
+    tb_unlock(&shard_lock);
     lmx_free(r.log_path);
     lmx_free(mine);
     lmx_free(pending);

@@ -191,6 +191,9 @@ const char *tb_method_dir(lmx_method m);
  * set, loras, method, seed, j, protocol, noise_skip, prompt,
  * negative_prompt and, when out_dir is not NULL, "output" (the PNG path). */
 struct cJSON *tb_job_json(const tb_plan *p, const tb_job *job, const char *out_dir);
+/* One composition set as a JSON object (caller deletes): subset, n, set,
+ * loras, slug, jobs (n_jobs: how many of the listed jobs use it), prompt. */
+struct cJSON *tb_set_json(const tb_plan *p, int set, int64_t n_jobs);
 /* Write the plan summary: set and job counts per subset and N. */
 void tb_plan_summary(const tb_plan *p, int shard_k, int shard_n, FILE *f);
 /* The selection as a JSON object (for the run manifest) and back. */
@@ -219,11 +222,35 @@ typedef struct tb_run_opts {
     int no_lora;             /* test hook: generate without LoRAs       */
     int progress;            /* 0 none, 1 one line per job, 2 live (a terminal) */
     FILE *log;               /* messages and progress (stderr)          */
+    int wait;                /* another runner holds the shard: 1 wait, 0 fail */
     tb_generate_fn generate; /* test hook, NULL = lmx_generate          */
     void *generate_user;
 } tb_run_opts;
 
 tb_run_opts tb_run_opts_default(void);
+
+/* ---- sharing an output folder (tb_lock.c) ----------------------------------------
+ * A runner holds {out}/.lock-shard-K-of-N for its whole run: an advisory
+ * fcntl lock (open-file-description lock on Linux) that the kernel drops
+ * when the process ends, kill -9 included; the file stays and its first line
+ * names the last holder ("pid P on HOST since TIME"). tb_lock_shard takes it
+ * and then checks the other shard locks of the folder: a held one whose
+ * shard overlaps K/N (another N; K-1 = K'-1 mod gcd(N, N')) is refused too.
+ * wait 0: fail at once (LMX_ERR_IO naming the folder, the shard and the
+ * holder); 1: wait for the holder (a note goes to msg). The manifest lock
+ * ({out}/.lock-manifest) serialises the read-modify-write of
+ * testbed-run.json between shards. On a file system that cannot lock
+ * (ENOLCK and the like) a warning goes to msg and the run goes on unlocked. */
+typedef struct tb_lock {
+    int fd;
+    char *path;
+} tb_lock;
+void tb_lock_init(tb_lock *l);
+lmx_status tb_lock_shard(tb_lock *l, const char *out_dir, int k, int n, int wait, FILE *msg);
+lmx_status tb_lock_manifest(tb_lock *l, const char *out_dir);
+void tb_unlock(tb_lock *l); /* also safe on an initialised, unlocked tb_lock */
+/* 1 when process `pid` exists on this host (kill(pid, 0) succeeds or EPERM). */
+int tb_pid_alive(long pid);
 
 typedef struct tb_run_stats {
     int64_t in_shard;     /* jobs of this shard                      */

@@ -24,6 +24,40 @@ grep -v '^#' tests/fixtures/testbed/sets.tsv > "$T/ref.tsv"
 [ "$(wc -l < "$T/ref.tsv")" = 480 ] || no "reference list does not have 480 sets"
 cmp -s "$T/sets.tsv" "$T/ref.tsv" || { no "plan differs from the reference enumeration"; diff "$T/sets.tsv" "$T/ref.tsv" | head -5; }
 
+# --sets: one line per composition set, the same enumeration (480 sets; the
+# default 5 methods x 3 seeds give each set 15 jobs).
+"$BIN" testbed plan --help | grep -q -- "--sets" || no "plan --help lacks --sets"
+"$BIN" testbed plan --sets --format tsv -q > "$T/sets2.tsv" || no "plan --sets failed"
+cut -f1,2,3,4,6 "$T/sets2.tsv" | cmp -s - "$T/ref.tsv" || { no "--sets differs from the reference"; cut -f1,2,3,4,6 "$T/sets2.tsv" | diff - "$T/ref.tsv" | head -5; }
+awk -F'\t' '$5 != 15 { bad = 1 } END { exit bad }' "$T/sets2.tsv" || no "--sets job counts"
+"$BIN" testbed plan --sets -q > "$T/sets.jsonl" || no "plan --sets jsonl"
+[ "$(wc -l < "$T/sets.jsonl")" = 480 ] || no "--sets: $(wc -l < "$T/sets.jsonl") lines, expected 480"
+[ "$(grep -c '"subset":"anime"' "$T/sets.jsonl")" = 240 ] || no "--sets: anime sets"
+head -1 "$T/sets.jsonl" | grep -q '^{"subset":"anime","n":2,"set":1,"loras":\["character_1","clothing_1"\],"slug":"character_1_clothing_1","jobs":15,"prompt":"' \
+    || no "--sets first line: $(head -1 "$T/sets.jsonl")"
+grep -q '"index"' "$T/sets.jsonl" && no "--sets printed jobs"
+[ "$("$BIN" testbed plan --sets -q --subset reality --n 4 | wc -l)" = 96 ] || no "--sets: reality N=4"
+# Only the sets that the selected jobs use: --limit 20 is 15 jobs of set 1, 5 of set 2.
+"$BIN" testbed plan --sets --format tsv -q --limit 20 | cut -f3,5 | tr '\t\n' ': ' | grep -qx "1:15 2:5 " \
+    || no "--sets with --limit: $("$BIN" testbed plan --sets --format tsv -q --limit 20 | cut -f3,5 | tr '\t\n' ': ')"
+"$BIN" testbed plan --sets --summary | grep -Eq '^total +48 +144 +192 +96 +480 +7200$' || no "--sets --summary"
+
+# --limit 0 is refused (it used to mean the whole plan), by every command.
+for cmd in plan merge; do
+    "$BIN" testbed $cmd --limit 0 -o "$T/none" > "$T/out.txt" 2> "$T/err.txt"
+    [ $? = 2 ] || no "testbed $cmd --limit 0 was not refused with exit status 2"
+    grep -q -- "--limit: 0 selects no jobs" "$T/err.txt" || no "$cmd --limit 0 message: $(cat "$T/err.txt")"
+    [ -s "$T/out.txt" ] && no "$cmd --limit 0 printed jobs"
+done
+# (a binary that takes 0 as "no limit" would run 7,200 jobs: timeout stops it)
+timeout 20 "$BIN" testbed run --model tests/fixtures/models/tiny-sd --no-lora --steps 1 -W 64 -H 64 --limit 0 \
+    --out "$T/l0" > /dev/null 2> "$T/err.txt"
+[ $? = 2 ] || no "testbed run --limit 0 was not refused with exit status 2"
+grep -q -- "--limit: 0 selects no jobs" "$T/err.txt" || no "run --limit 0 message: $(cat "$T/err.txt")"
+[ -e "$T/l0" ] && no "run --limit 0 created its output folder"
+"$BIN" testbed run --help | grep -q -- "0 is" || no "run --help does not say what --limit 0 does"
+[ "$("$BIN" testbed plan --limit 1 -q | wc -l)" = 1 ] || no "--limit 1"
+
 # JSON lines carry the same sets, in the same order.
 "$BIN" testbed plan --subset reality --methods merge --seeds 42 -q --out /o > "$T/plan.jsonl" || no "plan jsonl"
 [ "$(wc -l < "$T/plan.jsonl")" = 240 ] || no "reality plan is not 240 lines"

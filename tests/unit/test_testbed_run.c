@@ -14,9 +14,11 @@
  *   - merge: complete, missing, duplicate, conflicting and corrupt outputs.
  */
 #include <cjson/cJSON.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -195,11 +197,18 @@ static void test_runner(const tb_testbed *tb, FILE *log) {
     CHECK(png0 && n0 > 100, "png 0");
     if (png0) spit(out, p->jobs[0].id, ".png", png0, n0 / 2);
     rm(out, p->jobs[1].id, ".json");
-    char tmp_mine[600], tmp_other[600];
-    snprintf(tmp_mine, sizeof tmp_mine, "%s.png.tmp.999.0", p->jobs[3].id);
+    /* The sweep removes a temporary file only when the PID in its name is
+     * gone: a child that has exited is dead, our parent is alive. */
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    char tmp_mine[600], tmp_other[600], tmp_live[600];
+    snprintf(tmp_mine, sizeof tmp_mine, "%s.png.tmp.%ld.0", p->jobs[3].id, (long)dead);
     snprintf(tmp_other, sizeof tmp_other, "anime/merge_2/character_9_x_1_seed1.json.tmp.77");
+    snprintf(tmp_live, sizeof tmp_live, "%s.json.tmp.%ld", p->jobs[3].id, (long)getppid());
     spit(out, tmp_mine, "", "x", 1);
     spit(out, tmp_other, "", "x", 1);
+    spit(out, tmp_live, "", "x", 1);
     h.calls = 0;
     CHECK_OK(tb_run(p, &o, &s));
     CHECK(s.done == 2 && s.skipped == 6 && h.calls == 2, "rerun: %lld done, %d calls", (long long)s.done,
@@ -211,7 +220,9 @@ static void test_runner(const tb_testbed *tb, FILE *log) {
     lmx_free(png1);
     CHECK(!exists(out, tmp_mine, ""), "own temporary file not swept");
     CHECK(exists(out, tmp_other, ""), "another job's temporary file was removed");
+    CHECK(exists(out, tmp_live, ""), "a live writer's temporary file was removed");
     rm(out, tmp_other, "");
+    rm(out, tmp_live, "");
 
     /* 4. Other settings in the same folder are refused, before any work. */
     tb_run_opts o3 = o;
@@ -331,6 +342,54 @@ static void test_missing_loras(const tb_testbed *tb, FILE *log) {
     tb_plan_free(p);
 }
 
+/* The shard locks: one holder per shard, overlapping shards exclude each
+ * other, disjoint ones do not; a lock dies with its holder. */
+static void test_locks(FILE *log) {
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/locks", g_root);
+    CHECK_OK(tb_mkdirs(dir));
+    tb_lock a, b, c;
+    CHECK_OK(tb_lock_shard(&a, dir, 1, 2, 0, log));
+    lmx_status st = tb_lock_shard(&b, dir, 1, 2, 0, log);
+    char want[400];
+    snprintf(want, sizeof want, "%s: shard 1/2 is being run by another runner (pid %ld on ", dir, (long)getpid());
+    CHECK(st == LMX_ERR_IO && strstr(lmx_errmsg(), want), "same shard: %s", lmx_errmsg());
+    CHECK(b.fd < 0 && !b.path, "a refused lock is released");
+    CHECK_OK(tb_lock_shard(&b, dir, 2, 2, 0, log)); /* disjoint */
+    st = tb_lock_shard(&c, dir, 1, 1, 0, log);     /* overlaps both */
+    CHECK(st == LMX_ERR_IO && strstr(lmx_errmsg(), "overlap those of shard 1/1"), "1/1 vs 1/2: %s",
+          lmx_errmsg());
+    st = tb_lock_shard(&c, dir, 3, 4, 0, log); /* i = 2 mod 4 is 0 mod 2: overlaps 1/2 */
+    CHECK(st == LMX_ERR_IO && strstr(lmx_errmsg(), ".lock-shard-1-of-2"), "3/4 vs 1/2: %s", lmx_errmsg());
+    tb_unlock(&a);
+    CHECK_OK(tb_lock_shard(&c, dir, 3, 4, 0, log)); /* 1/2 is gone; 2/2 is disjoint from 3/4 */
+    tb_unlock(&c);
+    tb_unlock(&b);
+    /* A holder killed with SIGKILL leaves the file, not the lock. */
+    pid_t child = fork();
+    if (child == 0) {
+        tb_lock l;
+        if (tb_lock_shard(&l, dir, 1, 1, 0, NULL) != LMX_OK) _exit(1);
+        for (;;)
+            pause();
+    }
+    int held = 0;
+    for (int i = 0; i < 500 && !held; i++) {
+        st = tb_lock_shard(&a, dir, 1, 1, 0, log);
+        held = st != LMX_OK;
+        if (!held) {
+            tb_unlock(&a);
+            usleep(10000);
+        }
+    }
+    CHECK(held, "the child never took the lock");
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    CHECK_OK(tb_lock_shard(&a, dir, 1, 1, 0, log));
+    tb_unlock(&a);
+    CHECK(tb_pid_alive((long)getpid()) && !tb_pid_alive((long)child) && !tb_pid_alive(0), "tb_pid_alive");
+}
+
 int main(void) {
     snprintf(g_root, sizeof g_root, "/tmp/lmx_tb_run_%d", (int)getpid());
     snprintf(g_model, sizeof g_model, "%s", lmx_src_path("tests/fixtures/models/tiny-sd"));
@@ -338,6 +397,7 @@ int main(void) {
     FILE *log = tmpfile();
     if (lmx_test_verbose()) log = stderr;
     test_noise_skip();
+    test_locks(log);
     tb_testbed *tb = NULL;
     CHECK_OK(tb_load(&tb, NULL));
     if (tb) {
