@@ -304,16 +304,13 @@ static lmx_status out_plan_make(const char *path, unsigned flags, out_plan *pl) 
 }
 
 /* Create a new temporary file ".lmx-XXXXXXXX" in `dir` with `mode` (the
- * umask applies); *tmp is its name (lmx_malloc). Returns the descriptor or
- * -1 (errno set; *tmp NULL). */
+ * umask applies); *tmp is its name (lmx_malloc). Returns the descriptor,
+ * -1 (errno set; *tmp NULL) or -2 when out of memory. */
 static int tmp_create(const char *dir, mode_t mode, char **tmp) {
     static unsigned long counter = 0;
     size_t dl = strlen(dir);
     *tmp = lmx_malloc(dl + 32);
-    if (!*tmp) {
-        errno = ENOMEM;
-        return -1;
-    }
+    if (!*tmp) return -2;
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
         struct timespec ts;
@@ -349,7 +346,9 @@ lmx_status io_output_check(const char *path, unsigned flags) {
     } else if (pl.kind == OUT_REPLACE || pl.kind == OUT_NEW) {
         char *tmp = NULL;
         int fd = tmp_create(pl.dir, 0600, &tmp);
-        if (fd < 0) {
+        if (fd == -2) {
+            st = lmx_err(LMX_ERR_NOMEM, "%s: out of memory", pl.target);
+        } else if (fd < 0) {
             st = lmx_err(LMX_ERR_IO, "%s: cannot create a file in folder '%s': %s", pl.target,
                          pl.dir, strerror(errno));
         } else {
@@ -383,7 +382,9 @@ lmx_status io_output_open(io_atomic *a, const char *path, unsigned flags) {
     } else {
         mode_t mode = pl.kind == OUT_REPLACE ? 0600 : 0666;
         fd = tmp_create(pl.dir, mode, &a->tmp);
-        if (fd < 0) {
+        if (fd == -2) {
+            st = lmx_err(LMX_ERR_NOMEM, "%s: out of memory", a->path);
+        } else if (fd < 0) {
             st = lmx_err(LMX_ERR_IO, "%s: cannot create a temporary file in folder '%s': %s",
                          a->path, pl.dir, strerror(errno));
         } else if (pl.kind == OUT_REPLACE) {
