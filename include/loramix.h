@@ -309,6 +309,19 @@ typedef struct lmx_image {
 lmx_status lmx_generate(lmx_ctx *ctx, const lmx_gen_params *p, lmx_image *images);
 /* Write a PNG with the parameters and JSON chunks, atomically. */
 lmx_status lmx_image_save_png(const lmx_image *img, const char *path);
+/* Write the PNG to a file a user named, by the rules of docs/file-formats.md
+ * ("Where a PNG goes"): "-" is standard output (refused when a terminal); a
+ * character device or FIFO is written directly; a symlink is followed and
+ * its target written; an existing regular file is refused unless flags has
+ * LMX_OUT_OVERWRITE, and a read-only one is refused even then; a replaced
+ * file keeps its permissions, a new one gets 0666 & ~umask. Regular files
+ * are written atomically (temporary file in the same folder + rename). */
+#define LMX_OUT_OVERWRITE 1u
+lmx_status lmx_image_write_png(const lmx_image *img, const char *path, unsigned flags);
+/* The checks of lmx_image_write_png without writing (a temporary file is
+ * created and removed to prove the folder is writable; a FIFO is not
+ * opened): call it before long work so a bad output path fails at once. */
+lmx_status lmx_output_check(const char *path, unsigned flags);
 void lmx_image_free(lmx_image *img);
 
 #ifdef __cplusplus

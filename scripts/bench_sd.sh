@@ -60,7 +60,7 @@ if [ "${PSNR:-0}" = 1 ]; then
     for prec in fp32 bf16; do
         "$BUILD/loramix" generate -m "$MODEL" -p "a red fox in the snow, highly detailed" -n blurry \
             --scheduler dpm++2m --steps "${PSNR_STEPS:-10}" --seed 42 --precision $prec -q \
-            -o "bench/out/psnr_$prec.png"
+            --overwrite -o "bench/out/psnr_$prec.png"
     done
     echo "bf16 vs fp32 (512x512, ${PSNR_STEPS:-10} DPM++ 2M steps):"
     "$PY" bench/psnr.py bench/out/psnr_fp32.png bench/out/psnr_bf16.png

@@ -13,5 +13,5 @@ echo "== loramix inspect $MODEL"
 ./build/loramix inspect "$MODEL" --no-tensors
 echo "== loramix generate"
 ./build/loramix generate -m "$MODEL" -p "a red fox in the snow, highly detailed" \
-    -n "blurry" --scheduler dpm++2m --steps 20 --seed 42 -o out/demo.png
+    -n "blurry" --scheduler dpm++2m --steps 20 --seed 42 --overwrite -o out/demo.png
 echo "demo: wrote out/demo.png (the tiny model draws noise-like images; bring an SD1.5 checkpoint for real ones)"

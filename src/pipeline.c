@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "io/io_util.h"
 #include "io/png.h"
 #include "model/sd_model.h"
 #include "model/tokenizer.h"
@@ -521,6 +522,17 @@ done:
 lmx_status lmx_image_save_png(const lmx_image *img, const char *path) {
     if (!img || !img->rgb) return lmx_err(LMX_ERR_ARG, "%s: no image to save", path);
     return png_write_loramix(path, img->rgb, img->width, img->height, img->parameters, img->json);
+}
+
+lmx_status lmx_image_write_png(const lmx_image *img, const char *path, unsigned flags) {
+    if (!img || !img->rgb) return lmx_err(LMX_ERR_ARG, "%s: no image to save", path ? path : "");
+    unsigned f = flags & LMX_OUT_OVERWRITE ? IO_OUT_OVERWRITE : 0;
+    return png_write_loramix_out(path, f, img->rgb, img->width, img->height, img->parameters,
+                                 img->json);
+}
+
+lmx_status lmx_output_check(const char *path, unsigned flags) {
+    return io_output_check(path, flags & LMX_OUT_OVERWRITE ? IO_OUT_OVERWRITE : 0);
 }
 
 void lmx_image_free(lmx_image *img) {

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -98,6 +99,16 @@ static const char HELP_OUT[] =
     "                         out-1.png ... out-N.png). The PNG stores the generation\n"
     "                         parameters: an A1111-style 'parameters' text chunk (PNG\n"
     "                         Info in A1111/ComfyUI shows it) and a 'loramix' JSON chunk.\n"
+    "                         '-' writes the PNG to standard output (nothing else goes\n"
+    "                         there). A character device (/dev/null) or FIFO is written\n"
+    "                         directly; with --images N > 1 all N PNGs go to it in turn.\n"
+    "                         A symlink is followed (its target is written, the link\n"
+    "                         stays). The folder, permissions and name are checked\n"
+    "                         before the model is loaded.\n"
+    "      --overwrite        replace an existing file (without it, an existing file is\n"
+    "                         an error). A replaced file keeps its permissions; a\n"
+    "                         read-only file is never replaced; new files get 0666\n"
+    "                         minus the umask. See docs/file-formats.md\n"
     "  -q, --quiet            no progress bar or summary\n"
     "\n"
     "speed:\n"
@@ -135,11 +146,19 @@ static void on_progress(int step, int n_steps, double elapsed, void *user) {
     fflush(stderr);
 }
 
+/* "-", or a character device or FIFO (symlinks followed): one stream that
+ * receives every image in turn. */
+static int output_is_stream(const char *out) {
+    struct stat sb;
+    if (!strcmp(out, "-")) return 1;
+    return stat(out, &sb) == 0 && (S_ISCHR(sb.st_mode) || S_ISFIFO(sb.st_mode));
+}
+
 static char *output_name(const char *out, int i, int n) {
     size_t len = strlen(out) + 32;
     char *s = malloc(len);
     if (!s) return NULL;
-    if (n == 1) {
+    if (n == 1 || output_is_stream(out)) {
         snprintf(s, len, "%s", out);
         return s;
     }
@@ -184,7 +203,7 @@ static void print_composition(const char *json) {
 int cmd_generate(int argc, char **argv) {
     const char *rng = NULL;
     const char *model = NULL, *vae = NULL, *out = "out.png", *sched = NULL, *precision = "fp32";
-    int help = 0, quiet = 0, threads = 0, winograd = 0;
+    int help = 0, quiet = 0, threads = 0, winograd = 0, overwrite = 0;
     lmx_gen_params p = lmx_gen_params_default();
     int images = 1, merged = 0;
     float lora_scale = 1.0f;
@@ -214,6 +233,7 @@ int cmd_generate(int argc, char **argv) {
         {"--rng", NULL, ARG_STR, &rng, 0, 0},
         {"--output", "-o", ARG_STR, &out, 0, 0},
         {"--quiet", "-q", ARG_FLAG, &quiet, 0, 0},
+        {"--overwrite", NULL, ARG_FLAG, &overwrite, 0, 0},
         {"--threads", NULL, ARG_INT, &threads, 0, 1024},
         {"--precision", NULL, ARG_STR, &precision, 0, 0},
         {"--winograd", NULL, ARG_FLAG, &winograd, 0, 0},
@@ -312,6 +332,22 @@ int cmd_generate(int argc, char **argv) {
     p.progress = on_progress;
     p.progress_user = &ps;
 
+    /* The output names are checked before any work: a missing or read-only
+     * folder, an existing file without --overwrite or a name too long for
+     * the file system fails now, not after the denoising. */
+    unsigned out_flags = overwrite ? LMX_OUT_OVERWRITE : 0;
+    for (int i = 0; i < images; i++) {
+        char *name = output_name(out, i, images);
+        lmx_status cst = name ? lmx_output_check(name, out_flags) : LMX_ERR_NOMEM;
+        free(name);
+        if (cst != LMX_OK) {
+            cli_loras_free(&ls);
+            free(manual);
+            return cli_fail_status(cst);
+        }
+        if (output_is_stream(out)) break; /* the same stream for every image */
+    }
+
     lmx_model *m = NULL;
     lmx_ctx *ctx = NULL;
     lmx_image *imgs = calloc((size_t)images, sizeof *imgs);
@@ -336,9 +372,11 @@ int cmd_generate(int argc, char **argv) {
         if (!quiet && ls.n > 0) print_composition(imgs[0].json);
         for (int i = 0; i < images && rc == CLI_OK; i++) {
             char *name = output_name(out, i, images);
-            st = name ? lmx_image_save_png(&imgs[i], name) : LMX_ERR_NOMEM;
+            st = name ? lmx_image_write_png(&imgs[i], name, out_flags) : LMX_ERR_NOMEM;
             if (st != LMX_OK) rc = cli_fail_status(st);
-            else if (!quiet) fprintf(stderr, "wrote %s (%dx%d)\n", name, imgs[i].width, imgs[i].height);
+            else if (!quiet)
+                fprintf(stderr, "wrote %s (%dx%d)\n", strcmp(name, "-") ? name : "standard output",
+                        imgs[i].width, imgs[i].height);
             free(name);
         }
         if (!quiet && rc == CLI_OK)

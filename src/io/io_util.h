@@ -20,11 +20,39 @@
  * at `path`. Errors name `path`. */
 typedef struct io_atomic {
     FILE *fp;
-    char *tmp;   /* temporary file name (lmx_malloc) */
-    char *path;  /* final name (lmx_malloc) */
+    char *tmp;   /* temporary file name (lmx_malloc); NULL when writing directly */
+    char *path;  /* final name (lmx_malloc): the target after following symlinks */
+    int direct;  /* io_output_open: fp writes the target itself (device, FIFO, stdout) */
+    int no_replace; /* io_output_open: the target must not exist at commit */
 } io_atomic;
 
 lmx_status io_atomic_open(io_atomic *a, const char *path);
+
+/* ---- files a user names (loramix generate -o; docs/file-formats.md) ----
+ * io_output_open applies these rules, then io_atomic_write/commit/abort
+ * work as above:
+ *  - "-" is standard output (flushed at commit, never closed); refused when
+ *    it is a terminal;
+ *  - a symlink is followed (up to 40 links, relative ones from the link's
+ *    folder): its target is written, the link stays;
+ *  - a character device or FIFO is opened and written directly (no
+ *    temporary file; a FIFO's open waits for a reader, like `>` in a shell);
+ *    block devices, sockets and directories are refused;
+ *  - an existing regular file is refused unless IO_OUT_OVERWRITE; with it,
+ *    a file without write permission (no w bit, or not writable by this
+ *    user) is still refused; a replaced file keeps its permission bits (and
+ *    its owner when this user may set it);
+ *  - a new file gets 0666 & ~umask; regular files are written to a short
+ *    temporary name (".lmx-XXXXXXXX") in the target's folder and renamed,
+ *    so names up to the file system's limit work and nothing half-written
+ *    is left. Without IO_OUT_OVERWRITE the final step never replaces a file
+ *    that appeared meanwhile (link + unlink where the file system allows).
+ * io_output_check makes the same checks without writing anything (it
+ * creates and removes a temporary file to prove the folder is writable):
+ * run it before long work. Errors are LMX_ERR_IO naming the path. */
+#define IO_OUT_OVERWRITE 1u
+lmx_status io_output_open(io_atomic *a, const char *path, unsigned flags);
+lmx_status io_output_check(const char *path, unsigned flags);
 lmx_status io_atomic_write(io_atomic *a, const void *data, size_t n);
 lmx_status io_atomic_commit(io_atomic *a);
 void io_atomic_abort(io_atomic *a);

@@ -16,6 +16,7 @@
  */
 #include "io/png.h"
 
+#include <errno.h>
 #include <png.h>
 #include <setjmp.h>
 #include <string.h>
@@ -26,6 +27,7 @@ typedef struct pngctx {
     const char *label;  /* path or buffer label, for messages */
     char errmsg[200];   /* libpng's last error */
     int oom;            /* an allocation failed inside libpng */
+    int err;            /* errno when libpng reported its error */
     png_structp png;
     png_infop info;
     png_bytep *rows;
@@ -42,6 +44,7 @@ typedef struct pngctx {
 
 static void on_error(png_structp png, png_const_charp msg) {
     pngctx *c = png_get_error_ptr(png);
+    c->err = errno;
     snprintf(c->errmsg, sizeof c->errmsg, "%s", msg ? msg : "libpng error");
     png_longjmp(png, 1);
 }
@@ -155,7 +158,9 @@ static void ctx_free(pngctx *c, int writing) {
 static lmx_status write_inner(pngctx *c, int width, int height) {
     if (setjmp(png_jmpbuf(c->png)))
         return c->oom ? lmx_err(LMX_ERR_NOMEM, "%s: out of memory writing PNG", c->label)
-                      : lmx_err(LMX_ERR_IO, "%s: cannot write PNG: %s", c->label, c->errmsg);
+          : c->out.fp && ferror(c->out.fp) && c->err
+              ? lmx_err(LMX_ERR_IO, "%s: cannot write PNG: %s", c->label, strerror(c->err))
+              : lmx_err(LMX_ERR_IO, "%s: cannot write PNG: %s", c->label, c->errmsg);
     png_init_io(c->png, c->out.fp);
     png_set_IHDR(c->png, c->info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
@@ -166,8 +171,9 @@ static lmx_status write_inner(pngctx *c, int width, int height) {
     return LMX_OK;
 }
 
-lmx_status png_write_rgb8(const char *path, const uint8_t *rgb, int width, int height,
-                          const png_kv *text, int n_text) {
+/* user: the rules of io_output_open (with `flags`) instead of io_atomic_open. */
+static lmx_status write_png(const char *path, int user, unsigned flags, const uint8_t *rgb,
+                            int width, int height, const png_kv *text, int n_text) {
     lmx_status st = LMX_OK;
     pngctx c;
     memset(&c, 0, sizeof c);
@@ -217,7 +223,7 @@ lmx_status png_write_rgb8(const char *path, const uint8_t *rgb, int width, int h
             t->lang_key = (png_charp) "";
         }
     }
-    st = io_atomic_open(&c.out, path);
+    st = user ? io_output_open(&c.out, path, flags) : io_atomic_open(&c.out, path);
     if (st != LMX_OK) goto done;
     c.png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, &c, on_error, on_warning, &c,
                                       on_malloc, on_free);
@@ -237,8 +243,19 @@ done:
     return st;
 }
 
-lmx_status png_write_loramix(const char *path, const uint8_t *rgb, int width, int height,
-                           const char *parameters, const char *json) {
+lmx_status png_write_rgb8(const char *path, const uint8_t *rgb, int width, int height,
+                          const png_kv *text, int n_text) {
+    return write_png(path, 0, 0, rgb, width, height, text, n_text);
+}
+
+lmx_status png_write_rgb8_out(const char *path, unsigned flags, const uint8_t *rgb, int width,
+                              int height, const png_kv *text, int n_text) {
+    return write_png(path, 1, flags, rgb, width, height, text, n_text);
+}
+
+/* user 0: png_write_loramix, 1: png_write_loramix_out with `flags`. */
+static lmx_status write_loramix(const char *path, int user, unsigned flags, const uint8_t *rgb,
+                                int width, int height, const char *parameters, const char *json) {
     char software[64];
     snprintf(software, sizeof software, "loramix %s", lmx_version());
     png_kv kv[3];
@@ -246,7 +263,17 @@ lmx_status png_write_loramix(const char *path, const uint8_t *rgb, int width, in
     kv[n++] = (png_kv){"Software", software, 0};
     if (parameters) kv[n++] = (png_kv){"parameters", parameters, 0};
     if (json) kv[n++] = (png_kv){"loramix", json, 1};
-    return png_write_rgb8(path, rgb, width, height, kv, n);
+    return write_png(path, user, flags, rgb, width, height, kv, n);
+}
+
+lmx_status png_write_loramix(const char *path, const uint8_t *rgb, int width, int height,
+                           const char *parameters, const char *json) {
+    return write_loramix(path, 0, 0, rgb, width, height, parameters, json);
+}
+
+lmx_status png_write_loramix_out(const char *path, unsigned flags, const uint8_t *rgb, int width,
+                                 int height, const char *parameters, const char *json) {
+    return write_loramix(path, 1, flags, rgb, width, height, parameters, json);
 }
 
 /* ---- reading ------------------------------------------------------------ */

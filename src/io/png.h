@@ -10,8 +10,8 @@
  * The chunks loramix writes are listed in docs/file-formats.md.
  *
  * Errors (libpng's longjmp ones included) come back as an lmx_status with
- * a message naming the file; nothing is leaked and, when writing, nothing is
- * left at `path` (temporary file + rename).
+ * a message naming the file; nothing is leaked and, when writing a regular
+ * file, nothing is left at `path` (temporary file + rename).
  *
  * Names: libpng owns the png_ prefix for its own API; ours are png_kv,
  * png_rgb8 and png_{write,read}_* functions that libpng does not define.
@@ -37,11 +37,19 @@ typedef struct png_kv {
 lmx_status png_write_rgb8(const char *path, const uint8_t *rgb, int width, int height,
                           const png_kv *text, int n_text);
 
+/* The same for a file a user names: the rules of io_output_open in
+ * io_util.h ("-" is stdout, devices and FIFOs are written directly, symlinks
+ * are followed, an existing file needs IO_OUT_OVERWRITE in `flags`). */
+lmx_status png_write_rgb8_out(const char *path, unsigned flags, const uint8_t *rgb, int width,
+                              int height, const png_kv *text, int n_text);
+
 /* The image files of loramix: tEXt "Software" ("loramix <version>"),
  * "parameters" (A1111-style generation text, tEXt or iTXt as above) and
  * iTXt "loramix" (a JSON document, UTF-8). parameters / json may be NULL. */
 lmx_status png_write_loramix(const char *path, const uint8_t *rgb, int width, int height,
                            const char *parameters, const char *json);
+lmx_status png_write_loramix_out(const char *path, unsigned flags, const uint8_t *rgb, int width,
+                                 int height, const char *parameters, const char *json);
 
 /* A decoded image: 8-bit RGB and every text chunk (tEXt/zTXt converted
  * from Latin-1 to UTF-8; iTXt as stored), in file order. */

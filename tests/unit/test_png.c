@@ -4,8 +4,9 @@
  * actually written, the loramix image layout (Software, parameters,
  * loramix), reading gray / palette / 16-bit / alpha / interlaced files,
  * argument errors, hostile input (bad signature, truncation at every byte,
- * corrupted bytes, oversized IHDR), atomic output, and an
- * allocation-failure sweep through libpng's longjmp error paths.
+ * corrupted bytes, oversized IHDR), atomic output, an allocation-failure
+ * sweep through libpng's longjmp error paths, and the rules for files a
+ * user names (io_output_open).
  */
 #include <png.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <zlib.h>
 
 #include "harness.h"
+#include "io/io_util.h"
 #include "io/png.h"
 
 static char g_dir[512];
@@ -348,7 +350,8 @@ static void test_hostile(void) {
 
 static int count_leftovers(void) {
     char cmd[800];
-    snprintf(cmd, sizeof cmd, "ls -1 '%s' 2>/dev/null | grep -c -- '.tmp.'", g_dir);
+    snprintf(cmd, sizeof cmd, "ls -1A '%s' 2>/dev/null | grep -c -e '[.]tmp[.]' -e '^[.]lmx-'",
+             g_dir);
     FILE *p = popen(cmd, "r");
     int c = 0;
     if (p) {
@@ -409,6 +412,59 @@ static void test_alloc_sweep(void) {
     lmx_free(px);
 }
 
+/* Files a user names (png_write_rgb8_out / io_output_open): a file that
+ * appears while the image is written is not replaced without
+ * IO_OUT_OVERWRITE, a failed allocation leaves nothing, and the check
+ * refuses what the writer refuses. */
+static void test_user_output(void) {
+    const int w = 8, h = 4;
+    uint8_t *px = random_rgb(w, h, 5);
+    if (!px) return;
+    const char *path = tmp_path("user.png");
+    unlink(path);
+    CHECK_OK(io_output_check(path, 0));
+    io_atomic a;
+    CHECK_OK(io_output_open(&a, path, 0));
+    CHECK_OK(io_atomic_write(&a, "new", 3));
+    CHECK_OK(lmx_write_file_atomic(path, "planted", 7)); /* appears meanwhile */
+    CHECK(io_atomic_commit(&a) == LMX_ERR_IO && strstr(lmx_errmsg(), "appeared"), "race: %s",
+          lmx_errmsg());
+    size_t n = 0;
+    uint8_t *got = read_all(path, &n);
+    CHECK(got && n == 7 && !memcmp(got, "planted", 7), "the file that appeared was replaced");
+    lmx_free(got);
+    CHECK(io_output_check(path, 0) == LMX_ERR_IO && strstr(lmx_errmsg(), "already exists"),
+          "check: %s", lmx_errmsg());
+    CHECK(png_write_rgb8_out(path, 0, px, w, h, NULL, 0) == LMX_ERR_IO, "existing file replaced");
+    CHECK_OK(io_output_check(path, IO_OUT_OVERWRITE));
+    CHECK_OK(png_write_rgb8_out(path, IO_OUT_OVERWRITE, px, w, h, NULL, 0));
+    png_rgb8 img;
+    CHECK_OK(png_read_rgb8(path, &img));
+    CHECK(img.width == w && img.height == h && !memcmp(img.rgb, px, (size_t)w * h * 3), "pixels");
+    png_rgb8_free(&img);
+    unlink(path);
+
+    /* Allocation failures on the user-output path leave no file behind. */
+    lmx_fault_set_fail_at(0);
+    CHECK_OK(png_write_rgb8_out(path, 0, px, w, h, NULL, 0));
+    long total = lmx_fault_alloc_count();
+    unlink(path);
+    int bad = 0;
+    for (long k = 1; k <= total; k++) {
+        lmx_fault_set_fail_at(k);
+        lmx_status st = png_write_rgb8_out(path, 0, px, w, h, NULL, 0);
+        lmx_fault_set_fail_at(0);
+        struct stat sb;
+        if (st != LMX_ERR_NOMEM || stat(path, &sb) == 0) {
+            if (bad++ < 3) fprintf(stderr, "user output, allocation %ld fails: %s: %s\n", k, lmx_status_name(st), lmx_errmsg());
+        }
+        unlink(path);
+    }
+    CHECK(bad == 0, "%d user-output write sweeps failed (of %ld)", bad, total);
+    CHECK(count_leftovers() == 0, "temporary files left behind");
+    lmx_free(px);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "%s/tests/png_unit_%ld", LMX_BINARY_DIR, (long)getpid());
     mkdir(g_dir, 0755);
@@ -417,6 +473,7 @@ int main(void) {
     test_write_errors();
     test_hostile();
     test_alloc_sweep();
+    test_user_output();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);
