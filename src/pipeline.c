@@ -93,6 +93,13 @@ lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_par
     if (!m) return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", path);
     m->params = p;
     if (p.n_threads > 0) lmx_set_threads(p.n_threads);
+    /* The thread pool first, while memory is there: libgomp exits the
+     * process when it cannot create a thread. */
+    lmx_status tst = lmx_threads_start();
+    if (tst != LMX_OK) {
+        lmx_free(m);
+        return tst;
+    }
     sd_load_opts o = sd_load_opts_default();
     o.vae_path = p.vae_path;
     o.prec = p.precision == LMX_PREC_BF16 ? OP_PREC_BF16 : OP_PREC_F32;
@@ -368,6 +375,7 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
     for (int i = 0; p && i < p->n_images; i++) memset(&images[i], 0, sizeof images[i]);
     if (!p) return lmx_err(LMX_ERR_ARG, "generate: no parameters");
     lmx_status st = check_params(c, p, &gi);
+    if (st == LMX_OK) st = lmx_threads_start(); /* a thread count raised since the load */
     if (st != LMX_OK) return st;
 
     const int n = p->n_images, h = gi.h, w = gi.w;
