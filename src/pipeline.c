@@ -219,6 +219,23 @@ static void to_nhwc_batch(const float *x, float *y, int n, int C, int h, int w, 
 
 /* uint8 = round_half_even(clamp(y/2 + 0.5, 0, 1) · 255), as diffusers'
  * VaeImageProcessor.postprocess + numpy_to_pil (numerics.md §10). */
+/* The first non-finite value's index, or -1. A plain loop: the build does
+ * not use -ffast-math, so isfinite is honoured. */
+static int64_t first_nonfinite(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return -1;
+}
+
+/* LMX_ERR_NUMERIC for numbers that cannot be right: names
+ * where (`what`), the LoRAs in play and whether one of them brought
+ * NaN/Inf from its file. */
+static lmx_status nonfinite_err(const gen_plan *plan, const lmx_gen_params *p, int step, const char *what) {
+    char cul[1024];
+    pipeline_plan_culprits(plan, p, step, cul, sizeof cul);
+    return lmx_err(LMX_ERR_NUMERIC, "%s became NaN/Inf%s", what, cul);
+}
+
 static void to_uint8(const float *img, uint8_t *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = img[i] / 2.0f;
@@ -421,6 +438,10 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
         st = pipeline_encode_text(c, p->negative_prompt, "negative prompt", 0, plan.te_scale,
                                   plan.n_rows, e_neg);
     if (st != LMX_OK) goto done;
+    if (first_nonfinite(e_pos, emb) >= 0 || (gi.cfg && first_nonfinite(e_neg, emb) >= 0)) {
+        st = nonfinite_err(&plan, p, -1, "text encoder: the prompt embeddings");
+        goto done;
+    }
     for (int b = 0; b < plan.n_branches; b++) {
         float *base = ctxb + (int64_t)b * per_branch * emb;
         for (int i = 0; i < n; i++) {
@@ -466,6 +487,12 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
         compose_plan_combine(&plan.cp, xb, eps, n, lat / n, gi.cfg, p->guidance);
         st = sched_step(sch, k, eps, x, lat, &rng);
         if (st != LMX_OK) goto done;
+        if (first_nonfinite(x, lat) >= 0) {
+            char what[64];
+            snprintf(what, sizeof what, "step %d of %d: the latents", k + 1, n_calls);
+            st = nonfinite_err(&plan, p, k, what);
+            goto done;
+        }
         if (p->progress) p->progress(k + 1, n_calls, lmx_now() - t1, p->progress_user);
     }
 
@@ -488,6 +515,10 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
                         img + (int64_t)i * Hp * Wp * 3);
     }
     if (st != LMX_OK) goto done;
+    if (first_nonfinite(img, (int64_t)n * Hp * Wp * 3) >= 0) {
+        st = lmx_err(LMX_ERR_NUMERIC, "VAE decoder: the image became NaN/Inf (the latents were finite)");
+        goto done;
+    }
 
     for (int i = 0; i < n; i++) {
         lmx_image *im = &images[i];
