@@ -64,6 +64,7 @@ typedef enum lmx_status {
     LMX_ERR_NOMEM,       /* an allocation failed                           */
     LMX_ERR_BACKEND,     /* the compute backend (oneDNN) reported an error */
     LMX_ERR_INTERNAL,    /* a bug in loramix                               */
+    LMX_ERR_NUMERIC,     /* numbers that cannot be right (NaN/Inf latents) */
     LMX_STATUS_COUNT
 } lmx_status;
 

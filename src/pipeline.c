@@ -94,6 +94,13 @@ lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_par
     if (!m) return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", path);
     m->params = p;
     if (p.n_threads > 0) lmx_set_threads(p.n_threads);
+    /* The thread pool first, while memory is there: libgomp exits the
+     * process when it cannot create a thread. */
+    lmx_status tst = lmx_threads_start();
+    if (tst != LMX_OK) {
+        lmx_free(m);
+        return tst;
+    }
     sd_load_opts o = sd_load_opts_default();
     o.vae_path = p.vae_path;
     o.prec = p.precision == LMX_PREC_BF16 ? OP_PREC_BF16 : OP_PREC_F32;
@@ -213,6 +220,23 @@ static void to_nhwc_batch(const float *x, float *y, int n, int C, int h, int w, 
 
 /* uint8 = round_half_even(clamp(y/2 + 0.5, 0, 1) · 255), as diffusers'
  * VaeImageProcessor.postprocess + numpy_to_pil (numerics.md §10). */
+/* The first non-finite value's index, or -1. A plain loop: the build does
+ * not use -ffast-math, so isfinite is honoured. */
+static int64_t first_nonfinite(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return -1;
+}
+
+/* LMX_ERR_NUMERIC for numbers that cannot be right: names
+ * where (`what`), the LoRAs in play and whether one of them brought
+ * NaN/Inf from its file. */
+static lmx_status nonfinite_err(const gen_plan *plan, const lmx_gen_params *p, int step, const char *what) {
+    char cul[1024];
+    pipeline_plan_culprits(plan, p, step, cul, sizeof cul);
+    return lmx_err(LMX_ERR_NUMERIC, "%s became NaN/Inf%s", what, cul);
+}
+
 static void to_uint8(const float *img, uint8_t *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = img[i] / 2.0f;
@@ -369,6 +393,7 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
     for (int i = 0; p && i < p->n_images; i++) memset(&images[i], 0, sizeof images[i]);
     if (!p) return lmx_err(LMX_ERR_ARG, "generate: no parameters");
     lmx_status st = check_params(c, p, &gi);
+    if (st == LMX_OK) st = lmx_threads_start(); /* a thread count raised since the load */
     if (st != LMX_OK) return st;
 
     const int n = p->n_images, h = gi.h, w = gi.w;
@@ -414,6 +439,10 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
         st = pipeline_encode_text(c, p->negative_prompt, "negative prompt", 0, plan.te_scale,
                                   plan.n_rows, e_neg);
     if (st != LMX_OK) goto done;
+    if (first_nonfinite(e_pos, emb) >= 0 || (gi.cfg && first_nonfinite(e_neg, emb) >= 0)) {
+        st = nonfinite_err(&plan, p, -1, "text encoder: the prompt embeddings");
+        goto done;
+    }
     for (int b = 0; b < plan.n_branches; b++) {
         float *base = ctxb + (int64_t)b * per_branch * emb;
         for (int i = 0; i < n; i++) {
@@ -459,6 +488,12 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
         compose_plan_combine(&plan.cp, xb, eps, n, lat / n, gi.cfg, p->guidance);
         st = sched_step(sch, k, eps, x, lat, &rng);
         if (st != LMX_OK) goto done;
+        if (first_nonfinite(x, lat) >= 0) {
+            char what[64];
+            snprintf(what, sizeof what, "step %d of %d: the latents", k + 1, n_calls);
+            st = nonfinite_err(&plan, p, k, what);
+            goto done;
+        }
         if (p->progress) p->progress(k + 1, n_calls, lmx_now() - t1, p->progress_user);
     }
 
@@ -481,6 +516,10 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
                         img + (int64_t)i * Hp * Wp * 3);
     }
     if (st != LMX_OK) goto done;
+    if (first_nonfinite(img, (int64_t)n * Hp * Wp * 3) >= 0) {
+        st = lmx_err(LMX_ERR_NUMERIC, "VAE decoder: the image became NaN/Inf (the latents were finite)");
+        goto done;
+    }
 
     for (int i = 0; i < n; i++) {
         lmx_image *im = &images[i];

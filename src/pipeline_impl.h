@@ -70,6 +70,13 @@ lmx_status pipeline_plan(lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi
 /* The UNet scale table of step k (NULL when no LoRA side path runs). */
 const float *pipeline_plan_unet_scales(gen_plan *plan, int step);
 void pipeline_plan_free(gen_plan *plan);
+/* For an error about non-finite numbers: "; LoRAs active: a, b" listing the
+ * LoRAs of the plan that ran at UNet call `step` (after
+ * pipeline_plan_unet_scales of that step), or in the text encoder when
+ * step < 0, then "; LoRA 'b' holds NaN/Inf values" for those whose file had
+ * non-finite values at load. Empty when no LoRA is in use. */
+void pipeline_plan_culprits(const gen_plan *plan, const lmx_gen_params *p, int step, char *buf,
+                            size_t cap);
 size_t pipeline_loras_describe(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan,
                                char *buf, size_t cap);
 void pipeline_loras_json(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan, cJSON *j);

@@ -132,6 +132,37 @@ void pipeline_plan_free(gen_plan *plan) {
     memset(plan, 0, sizeof *plan);
 }
 
+void pipeline_plan_culprits(const gen_plan *plan, const lmx_gen_params *p, int step, char *buf,
+                            size_t cap) {
+    size_t k = 0;
+    int n_act = 0;
+    buf[0] = 0;
+    if (!p->n_loras || !plan->row_of) return;
+    for (int pass = 0; pass < 2; pass++) {
+        int first = 1;
+        for (int i = 0; i < p->n_loras && k < cap; i++) {
+            const lmx_lora_use *u = &p->loras[i];
+            const int r = plan->row_of[i];
+            int on = 1; /* merged weights: every LoRA is in every layer */
+            if (step < 0 && plan->te_scale) on = plan->te_scale[r] != 0.0f;
+            else if (step >= 0 && plan->unet_scale) {
+                on = 0;
+                for (int s = 0; s < plan->n_samples; s++) on |= plan->unet_scale[(size_t)r * plan->n_samples + s] != 0.0f;
+            }
+            if (pass == 0 ? !on : !(on && u->lora->n_nonfinite)) continue;
+            const char *nm = u->name ? u->name : u->lora->name;
+            if (pass == 0)
+                k += (size_t)snprintf(buf + k, cap - k, "%s%s", first ? "; LoRAs active: " : ", ", nm);
+            else
+                k += (size_t)snprintf(buf + k, cap - k, "; LoRA '%s' holds NaN/Inf values (%s)", nm,
+                                      u->lora->path);
+            first = 0;
+            n_act += pass == 0;
+        }
+    }
+    if (!n_act && k < cap) snprintf(buf + k, cap - k, "; no LoRA active");
+}
+
 size_t pipeline_loras_describe(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan,
                                char *buf, size_t cap) {
     (void)c;

@@ -2,13 +2,17 @@
  * core.c - errors, logging, allocation with fault injection, arenas,
  * half-float conversion, atomic file writes, a tiny PRNG.
  */
+#define _GNU_SOURCE /* pthread_getattr_default_np */
 #include "core/core.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +31,7 @@ const char *lmx_status_name(lmx_status st) {
     static const char *names[LMX_STATUS_COUNT] = {
         "ok", "bad argument", "i/o error", "bad file format", "shape mismatch",
         "unsupported", "out of memory", "backend error", "internal error",
+        "non-finite numbers",
     };
     if ((int)st < 0 || st >= LMX_STATUS_COUNT) return "unknown status";
     return names[st];
@@ -98,6 +103,69 @@ void lmx_set_threads(int n_threads) {
 }
 
 int lmx_get_threads(void) { return omp_get_max_threads(); }
+
+lmx_status lmx_headroom(size_t bytes, const char *what) {
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return lmx_err(LMX_ERR_NOMEM, "%s: out of memory (%zu MiB more address space not available)",
+                       what, (bytes + ((size_t)1 << 20) - 1) >> 20);
+    munmap(p, bytes ? bytes : 1);
+    return LMX_OK;
+}
+
+/* The stack size libgomp gives its threads: OMP_STACKSIZE / GOMP_STACKSIZE
+ * (a number with an optional B, K, M or G suffix, K by default), else the
+ * process's default thread stack size. */
+static size_t omp_stack_bytes(void) {
+    const char *names[] = {"OMP_STACKSIZE", "GOMP_STACKSIZE"};
+    for (int i = 0; i < 2; i++) {
+        const char *v = getenv(names[i]);
+        char *end;
+        unsigned long long n;
+        if (!v || !*v) continue;
+        n = strtoull(v, &end, 10);
+        while (*end == ' ') end++;
+        switch (*end) {
+        case 'b': case 'B': break;
+        case 'm': case 'M': n <<= 20; break;
+        case 'g': case 'G': n <<= 30; break;
+        default: n <<= 10; break;
+        }
+        if (n) return (size_t)n;
+    }
+    size_t sz = 0;
+    pthread_attr_t a;
+    if (pthread_getattr_default_np(&a) == 0) {
+        pthread_attr_getstacksize(&a, &sz);
+        pthread_attr_destroy(&a);
+    }
+    return sz ? sz : (size_t)8 << 20;
+}
+
+static int g_threads_started = 1; /* the largest pool known to exist */
+
+lmx_status lmx_threads_start(void) {
+    int n = omp_get_max_threads(), started;
+#pragma omp atomic read
+    started = g_threads_started;
+    if (n <= started) return LMX_OK;
+    /* Stacks plus a little for each thread's own bookkeeping. */
+    size_t need = (size_t)(n - started) * (omp_stack_bytes() + ((size_t)1 << 20));
+    char what[64];
+    snprintf(what, sizeof what, "starting %d threads", n);
+    lmx_status rc = lmx_headroom(need, what);
+    if (rc != LMX_OK) return rc;
+    int got = 0;
+#pragma omp parallel
+    {
+#pragma omp atomic
+        got++;
+    }
+#pragma omp atomic write
+    g_threads_started = got > started ? got : started;
+    return LMX_OK;
+}
 
 /* ---- memory ---------------------------------------------------------- */
 

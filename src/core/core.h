@@ -70,6 +70,19 @@ char *lmx_strdup(const char *s);
 void lmx_fault_set_fail_at(long n);
 long lmx_fault_alloc_count(void);
 
+/* ---- headroom: fail with a status where a library would crash ----
+ * Some code we call cannot report a failed allocation: oneDNN 2.6's JIT
+ * writes into a NULL code buffer (SIGSEGV), its C++ internals may throw
+ * std::bad_alloc through the C API (abort), and libgomp exits the process
+ * when it cannot create a thread. lmx_headroom maps `bytes` of address
+ * space and unmaps it at once: LMX_ERR_NOMEM ("<what>: ...") when that
+ * fails, so the caller stops before handing the library a shortfall.
+ * lmx_threads_start makes sure the OpenMP pool of lmx_get_threads() threads
+ * exists (their stacks checked with lmx_headroom first); call it before the
+ * first parallel region of a long job. */
+lmx_status lmx_headroom(size_t bytes, const char *what);
+lmx_status lmx_threads_start(void);
+
 /* ---- arena: bump allocator for activations, sized once ---- */
 
 typedef struct lmx_arena {

@@ -99,7 +99,8 @@ static dnnl_status_t conv_pd(dnnl_primitive_desc_t *pd, const op_conv2d *c, int6
                                             c->bias ? &b : NULL, &d, strides, pad, pad);
     if (st != dnnl_success) return st;
     if (op_attr_make(&attr, 1.0f, beta, "op_conv2d") != LMX_OK) return dnnl_runtime_error;
-    st = dnnl_primitive_desc_create(pd, &desc, attr, op_dnnl_engine(), NULL);
+    st = op_dnnl_room() ? dnnl_primitive_desc_create(pd, &desc, attr, op_dnnl_engine(), NULL)
+                        : dnnl_out_of_memory;
     if (st != dnnl_success) *pd = NULL;
     dnnl_primitive_attr_destroy(attr);
     return st;
@@ -160,7 +161,7 @@ lmx_status op_conv2d_create(op_conv2d **out, const float *w, const float *bias, 
     const int64_t ref = LMX_MAX(CONV_REF_HW, LMX_MAX(kh, kw));
     st = conv_pd(&pd, c, 1, ref, ref, dnnl_convolution_direct, dnnl_nhwc, NULL, 0.0f);
     if (st != dnnl_success) {
-        rc = lmx_err(LMX_ERR_BACKEND,
+        rc = lmx_err(st == dnnl_out_of_memory ? LMX_ERR_NOMEM : LMX_ERR_BACKEND,
                      "%s: [%lld, %lld, %d, %d] stride %d pad %d %s: "
                      "convolution primitive desc: %s",
                      what, (long long)c_out, (long long)c_in, kh, kw, stride, pad,
@@ -309,7 +310,7 @@ static lmx_status conv_entry(op_ctx *ctx, const op_conv2d *c, int64_t B, int64_t
         }
     }
     if (st != dnnl_success) {
-        rc = lmx_err(LMX_ERR_BACKEND,
+        rc = lmx_err(st == dnnl_out_of_memory ? LMX_ERR_NOMEM : LMX_ERR_BACKEND,
                      "%s: B=%lld H=%lld W=%lld [%lld, %lld, %d, %d] s%d p%d %s: "
                      "convolution primitive desc: %s",
                      what, (long long)B, (long long)H, (long long)W, (long long)c->c_out,

@@ -18,6 +18,7 @@
 
 #include <omp.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -29,14 +30,26 @@
 /* ---- errors and the shared engine ---- */
 
 lmx_status op_dnnl_err(dnnl_status_t st, const char *what, const char *call) {
+    if (st == dnnl_out_of_memory)
+        return lmx_err(LMX_ERR_NOMEM, "%s: %s: out of memory", what, call);
     return lmx_err(LMX_ERR_BACKEND, "%s: %s: %s", what, call, dnnl_status2str(st));
+}
+
+int op_dnnl_room(void) {
+    void *p = mmap(NULL, OP_DNNL_HEADROOM, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return 0;
+    munmap(p, OP_DNNL_HEADROOM);
+    return 1;
 }
 
 static dnnl_engine_t g_engine;
 static dnnl_status_t g_engine_status = dnnl_success;
 static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
 
-static void engine_init(void) { g_engine_status = dnnl_engine_create(&g_engine, dnnl_cpu, 0); }
+static void engine_init(void) {
+    g_engine_status = op_dnnl_room() ? dnnl_engine_create(&g_engine, dnnl_cpu, 0) : dnnl_out_of_memory;
+}
 
 dnnl_engine_t op_dnnl_engine(void) {
     pthread_once(&g_engine_once, engine_init);
@@ -69,6 +82,9 @@ static void bf16_probe(void) {
     dnnl_matmul_desc_t md;
     if (dnnl_matmul_desc_init(&md, &a, &b, NULL, &c) != dnnl_success) return;
     dnnl_primitive_desc_t pd = NULL;
+    if (!op_dnnl_room()) {
+        return; /* no room to ask: bf16 stays refused for this process */
+    }
     if (dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL) == dnnl_success) {
         g_bf16_ok = 1;
         dnnl_primitive_desc_destroy(pd);
@@ -202,7 +218,7 @@ lmx_status op_prim_make(op_prim *pr, const_dnnl_primitive_desc_t pd, const int *
     LMX_ASSERT(n <= OP_PRIM_MAX_ARGS);
     memset(pr, 0, sizeof *pr);
     if (!eng) return LMX_ERR_BACKEND;
-    st = dnnl_primitive_create(&pr->p, pd);
+    st = op_dnnl_room() ? dnnl_primitive_create(&pr->p, pd) : dnnl_out_of_memory;
     if (st != dnnl_success) {
         pr->p = NULL;
         return op_dnnl_err(st, what, "dnnl_primitive_create");
@@ -239,8 +255,11 @@ lmx_status op_prim_run(op_ctx *ctx, op_prim *pr, void *const *ptrs, const char *
         a[i].arg = pr->arg[i];
         a[i].memory = pr->mem[i];
     }
+    if (!pr->ran && !op_dnnl_room())
+        return op_dnnl_err(dnnl_out_of_memory, what, "dnnl_primitive_execute");
     st = dnnl_primitive_execute(pr->p, ctx->stream, pr->n, a);
     if (st != dnnl_success) return op_dnnl_err(st, what, "dnnl_primitive_execute");
+    pr->ran = 1;
     st = dnnl_stream_wait(ctx->stream);
     if (st != dnnl_success) return op_dnnl_err(st, what, "dnnl_stream_wait");
     return LMX_OK;
@@ -287,7 +306,8 @@ lmx_status op_reorder_make(op_prim *pr, const dnnl_memory_desc_t *src_md,
     if (!eng) return LMX_ERR_BACKEND;
     rc = op_attr_make(&attr, 1.0f, 0.0f, what);
     if (rc != LMX_OK) return rc;
-    st = dnnl_reorder_primitive_desc_create(&pd, src_md, eng, dst_md, eng, attr);
+    st = op_dnnl_room() ? dnnl_reorder_primitive_desc_create(&pd, src_md, eng, dst_md, eng, attr)
+                        : dnnl_out_of_memory;
     if (st != dnnl_success) {
         pd = NULL;
         rc = op_dnnl_err(st, what, "reorder primitive desc");
@@ -374,7 +394,9 @@ lmx_status op_ctx_create(op_ctx **out) {
     op_ctx *ctx = lmx_calloc(1, sizeof *ctx);
     if (!ctx) return lmx_err(LMX_ERR_NOMEM, "op_ctx_create: %zu bytes", sizeof *ctx);
     ctx->eng = eng;
-    dnnl_status_t st = dnnl_stream_create(&ctx->stream, eng, dnnl_stream_default_flags);
+    dnnl_status_t st = op_dnnl_room()
+                           ? dnnl_stream_create(&ctx->stream, eng, dnnl_stream_default_flags)
+                           : dnnl_out_of_memory;
     if (st != dnnl_success) {
         lmx_free(ctx);
         return op_dnnl_err(st, "op_ctx_create", "dnnl_stream_create");
@@ -432,13 +454,15 @@ static lmx_status reorder_once(const dnnl_memory_desc_t *src_md, const void *src
     dnnl_status_t st;
     if (!eng) return LMX_ERR_BACKEND;
     const char *call = "reorder primitive desc";
-    st = dnnl_reorder_primitive_desc_create(&pd, src_md, eng, dst_md, eng, NULL);
+    st = op_dnnl_room() ? dnnl_reorder_primitive_desc_create(&pd, src_md, eng, dst_md, eng, NULL)
+                        : dnnl_out_of_memory;
     if (st != dnnl_success) {
         pd = NULL;
         goto fail;
     }
     call = "reorder primitive";
-    if ((st = dnnl_primitive_create(&p, pd)) != dnnl_success) {
+    st = op_dnnl_room() ? dnnl_primitive_create(&p, pd) : dnnl_out_of_memory;
+    if (st != dnnl_success) {
         p = NULL;
         goto fail;
     }
@@ -459,7 +483,7 @@ static lmx_status reorder_once(const dnnl_memory_desc_t *src_md, const void *src
     {
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
         call = "reorder execute";
-        st = dnnl_primitive_execute(p, s, 2, a);
+        st = op_dnnl_room() ? dnnl_primitive_execute(p, s, 2, a) : dnnl_out_of_memory;
         if (st == dnnl_success) st = dnnl_stream_wait(s);
         if (st != dnnl_success) goto fail;
     }

@@ -31,6 +31,17 @@
 /* LMX_ERR_BACKEND with "<what>: <call>: <dnnl status name>". */
 lmx_status op_dnnl_err(dnnl_status_t st, const char *what, const char *call);
 
+/* oneDNN 2.6 does not survive every failed allocation: its JIT writes
+ * into a NULL code buffer (SIGSEGV) and C++ containers may throw
+ * std::bad_alloc through the C API. So every call that can create a
+ * primitive (pd and primitive creation, the first execution, where lazy
+ * kernels are generated) first checks that OP_DNNL_HEADROOM bytes of address
+ * space can still be mapped, and fails with LMX_ERR_NOMEM when not. JIT code
+ * buffers are 256 KiB each and a primitive holds a few, so 16 MiB leaves a
+ * wide margin. op_dnnl_room: 1 when there is room (sets no error). */
+#define OP_DNNL_HEADROOM ((size_t)16 << 20)
+int op_dnnl_room(void);
+
 /* The process-wide CPU engine (created on first use; NULL + error on failure). */
 dnnl_engine_t op_dnnl_engine(void);
 
@@ -56,6 +67,7 @@ typedef struct op_prim {
     int n;
     int arg[OP_PRIM_MAX_ARGS];           /* DNNL_ARG_* */
     dnnl_memory_t mem[OP_PRIM_MAX_ARGS]; /* created without a buffer */
+    int ran;                             /* executed once (lazy kernels exist) */
 } op_prim;
 
 /* Create the primitive of `pd` and one memory object per arg (its md taken

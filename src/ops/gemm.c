@@ -92,7 +92,8 @@ static dnnl_status_t linear_pd(dnnl_primitive_desc_t *pd, int64_t M, int64_t K, 
     if ((st = dnnl_matmul_desc_init(&desc, &s, &w, has_bias ? &b : NULL, &d)) != dnnl_success)
         return st;
     if (op_attr_make(&attr, 1.0f, beta, "op_linear") != LMX_OK) return dnnl_runtime_error;
-    st = dnnl_primitive_desc_create(pd, &desc, attr, op_dnnl_engine(), NULL);
+    st = op_dnnl_room() ? dnnl_primitive_desc_create(pd, &desc, attr, op_dnnl_engine(), NULL)
+                        : dnnl_out_of_memory;
     if (st != dnnl_success) *pd = NULL;
     dnnl_primitive_attr_destroy(attr);
     return st;
@@ -130,7 +131,7 @@ lmx_status op_linear_create(op_linear **out, const float *w, const float *bias, 
     }
     dnnl_status_t st = linear_pd(&pd, LIN_REF_M, n_in, n_out, prec, bias != NULL, NULL, 0.0f);
     if (st != dnnl_success) {
-        rc = lmx_err(LMX_ERR_BACKEND, "%s: [%lld, %lld] %s: matmul primitive desc: %s", what,
+        rc = lmx_err(st == dnnl_out_of_memory ? LMX_ERR_NOMEM : LMX_ERR_BACKEND, "%s: [%lld, %lld] %s: matmul primitive desc: %s", what,
                      (long long)n_out, (long long)n_in, prec == OP_PREC_BF16 ? "bf16" : "f32",
                      dnnl_status2str(st));
         goto fail;
@@ -240,7 +241,7 @@ static lmx_status linear_entry(op_ctx *ctx, const op_linear *l, int64_t m, int64
         }
     }
     if (st != dnnl_success) {
-        rc = lmx_err(LMX_ERR_BACKEND, "%s: M=%lld K=%lld N=%lld %s: matmul primitive desc: %s",
+        rc = lmx_err(st == dnnl_out_of_memory ? LMX_ERR_NOMEM : LMX_ERR_BACKEND, "%s: M=%lld K=%lld N=%lld %s: matmul primitive desc: %s",
                      what, (long long)m, (long long)K, (long long)N,
                      l->prec == OP_PREC_BF16 ? "bf16" : "f32", dnnl_status2str(st));
         goto fail;
@@ -357,7 +358,8 @@ static dnnl_status_t mm_pd(dnnl_primitive_desc_t *pd, int64_t nb, int64_t M, int
     if ((st = mm_md(&c, nb, M, N, ldc, sc, 0)) != dnnl_success) return st;
     if ((st = dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c)) != dnnl_success) return st;
     if (op_attr_make(&attr, alpha, beta, "op_matmul") != LMX_OK) return dnnl_runtime_error;
-    st = dnnl_primitive_desc_create(pd, &desc, attr, op_dnnl_engine(), NULL);
+    st = op_dnnl_room() ? dnnl_primitive_desc_create(pd, &desc, attr, op_dnnl_engine(), NULL)
+                        : dnnl_out_of_memory;
     if (st != dnnl_success) *pd = NULL;
     dnnl_primitive_attr_destroy(attr);
     return st;
@@ -436,7 +438,7 @@ lmx_status op_matmul(op_ctx *ctx, int64_t batch, int64_t M, int64_t N, int64_t K
             st = mm_pd(&pd, 0, M, N, K, alpha, lda, 0, trans_a, ldb, 0, trans_b, beta, ldc, 0);
         }
         if (st != dnnl_success) {
-            rc = lmx_err(LMX_ERR_BACKEND,
+            rc = lmx_err(st == dnnl_out_of_memory ? LMX_ERR_NOMEM : LMX_ERR_BACKEND,
                          "%s: batch=%lld M=%lld N=%lld K=%lld lda=%lld ldb=%lld ldc=%lld "
                          "trans=%d%d: matmul primitive desc: %s",
                          what, (long long)batch, (long long)M, (long long)N, (long long)K,
