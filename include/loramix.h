@@ -279,6 +279,10 @@ typedef struct lmx_gen_params {
                                      protocol) is noise_skip = k; default 0     */
     lmx_scheduler scheduler;
     const char *timestep_spacing; /* NULL = config; "linspace", "leading", "trailing" */
+    int karras_sigmas;            /* 1: use_karras_sigmas=true whatever the model's
+                                     scheduler_config.json says (DPM++ 2M and
+                                     Euler only: LMX_ERR_ARG for the others);
+                                     0: as the config says                       */
     int clip_skip;                /* 0 = last layer (diffusers clip_skip=None) */
     /* LoRA adapters. Unless a composition method says otherwise, every LoRA
      * is active in the UNet and the text encoder at every step. */

@@ -38,7 +38,11 @@ static const char HELP[] =
     "                         (default for both: the model's native size, 512 for SD1.5)\n"
     "\n"
     "sampling:\n"
-    "      --steps N          denoising steps (default 30)\n"
+    "      --steps N          denoising steps (default 30). The most a scheduler takes\n"
+    "                         depends on the model's scheduler_config.json and is\n"
+    "                         checked before denoising; with SD1.5's config: ddim 999,\n"
+    "                         pndm 999, dpm++2m 1000, euler 1000, euler_a 1000\n"
+    "                         (docs/schedulers.md lists the rule)\n"
     "      --cfg G            classifier-free guidance scale (default 7.5; <= 1 turns\n"
     "                         guidance off and halves the work)\n"
     "      --seed S           random seed (default 42); the initial noise equals\n"
@@ -46,6 +50,9 @@ static const char HELP[] =
     "      --scheduler NAME   dpm++2m | ddim | euler | euler_a | pndm (default: the\n"
     "                         model's scheduler_config.json; PNDM for SD1.5)\n"
     "      --timestep-spacing linspace | leading | trailing (default: from the config)\n"
+    "      --karras           Karras sigmas (use_karras_sigmas=true in diffusers;\n"
+    "                         A1111's \"DPM++ 2M Karras\", \"Euler Karras\"): dpm++2m\n"
+    "                         and euler only, an error with the other schedulers\n"
     "      --clip-skip K      use the text encoder's K-th layer from the end (A1111's\n"
     "                         \"CLIP skip K+1\"); default 0 = last layer\n"
     "      --rng K            x86 (default) or portable: which of torch's CPU randn\n"
@@ -60,8 +67,11 @@ static const char HELP_LORA[] =
     "LoRAs (repeat --lora; the order is the composition order, character first):\n"
     "      --lora FILE[:S]    a LoRA (kohya or diffusers/PEFT .safetensors); S scales\n"
     "                         it (default 1). These apply to the --lora before them:\n"
-    "        --trigger TEXT   its trigger phrase(s) (\"a, b\" gives two; repeatable);\n"
-    "                         the W-methods weigh LoRAs by them. Without triggers\n"
+    "        --trigger TEXT   its trigger phrase(s), repeatable: commas separate\n"
+    "                         phrases (\"a, b\" gives two); put a phrase that holds a\n"
+    "                         comma in double quotes: --trigger '\"red, white\", hat'\n"
+    "                         gives \"red, white\" and \"hat\" (\"\" inside quotes is a\n"
+    "                         literal quote). The W-methods weigh LoRAs by them. Without triggers\n"
     "                         loramix shows the LoRA's training tags as a hint\n"
     "        --category C     character|clothing|style|background|object|other\n"
     "        --name NAME      its name in messages and in the PNG\n"
@@ -81,9 +91,14 @@ static const char HELP_LORA[] =
     "                         LoRA, averaged), w-switch, w-composite (prompt-aware\n"
     "                         weights: Tsoumplekas et al. 2026)\n"
     "      --switch-steps N   switch interval tau (default 5)\n"
-    "      --tail-steps N     W-Switch: the last N steps use the character (default 5)\n"
+    "      --tail-steps N     W-Switch: the last N steps use the character (default 5);\n"
+    "                         with PNDM the schedule has steps+1 entries and N counts\n"
+    "                         UNet calls, as the reference does (docs/composition.md)\n"
     "      --weighting W      paw | ptw | uniform | manual:w1,w2,... (default: PAW for\n"
-    "                         w-switch, PTW for w-composite)\n"
+    "                         w-switch, PTW for w-composite). Manual weights (one per\n"
+    "                         LoRA, >= 0) are normalised to sum 1: manual:1,3 is\n"
+    "                         0.25, 0.75; both the given and the normalised values\n"
+    "                         are printed\n"
     "      --switch-timing T  clean (default; the paper's schedule) or reference (the\n"
     "                         reference code's one-step shift, to reproduce its images)\n"
     "      --round R          half-even (default, numpy) or half-up block lengths\n"
@@ -101,7 +116,8 @@ static const char HELP_OUT[] =
     "  -q, --quiet            no progress bar or summary\n"
     "\n"
     "speed:\n"
-    "      --threads N        compute threads (default: all cores)\n"
+    "      --threads N        compute threads (default 0: all cores). More than the\n"
+    "                         online cores warns; more than 4 per core is refused\n"
     "      --precision P      fp32 (default, matches diffusers) or bf16 (about 2x\n"
     "                         faster on CPUs with AVX512-BF16, slightly different image;\n"
     "                         needs AVX-512: refused with a message on AVX2-only CPUs)\n"
@@ -171,10 +187,15 @@ static void print_composition(const char *json) {
     fprintf(stderr, "method: %s", cJSON_IsString(m) ? m->valuestring : "?");
     cJSON *wk = cJSON_GetObjectItem(c, "weighting"), *w = cJSON_GetObjectItem(c, "weights");
     if (cJSON_IsString(wk)) fprintf(stderr, ", weighting %s", wk->valuestring);
-    if (cJSON_IsArray(w)) {
+    cJSON *sco = cJSON_GetObjectItem(c, "scores");
+    if (cJSON_IsString(wk) && !strcmp(wk->valuestring, "manual") && cJSON_IsArray(sco)) {
+        fprintf(stderr, ", given");
+        cJSON_ArrayForEach(it, sco) fprintf(stderr, " %g", it->valuedouble);
+        fprintf(stderr, ", normalised to sum 1:");
+    } else if (cJSON_IsArray(w)) {
         fprintf(stderr, ", weights");
-        cJSON_ArrayForEach(it, w) fprintf(stderr, " %.4f", it->valuedouble);
     }
+    if (cJSON_IsArray(w)) cJSON_ArrayForEach(it, w) fprintf(stderr, " %.4f", it->valuedouble);
     cJSON *sc = cJSON_GetObjectItem(c, "schedule");
     if (cJSON_IsString(sc)) fprintf(stderr, "\nschedule (LoRA per step): %s", sc->valuestring);
     fputc('\n', stderr);
@@ -204,11 +225,12 @@ int cmd_generate(int argc, char **argv) {
         {"--negative", "-n", ARG_STR, &p.negative_prompt, 0, 0},
         {"--width", "-W", ARG_INT, &p.width, 8, 8192},
         {"--height", "-H", ARG_INT, &p.height, 8, 8192},
-        {"--steps", NULL, ARG_INT, &p.steps, 1, 1000},
+        {"--steps", NULL, ARG_INT, &p.steps, 1, 10000},
         {"--cfg", NULL, ARG_FLOAT, &p.guidance, 0, 100},
         {"--seed", NULL, ARG_U64, &p.seed, 0, 0},
         {"--scheduler", NULL, ARG_STR, &sched, 0, 0},
         {"--timestep-spacing", NULL, ARG_STR, &p.timestep_spacing, 0, 0},
+        {"--karras", NULL, ARG_FLAG, &p.karras_sigmas, 0, 0},
         {"--clip-skip", NULL, ARG_INT, &p.clip_skip, 0, 11},
         {"--images", NULL, ARG_INT, &images, 1, 64},
         {"--rng", NULL, ARG_STR, &rng, 0, 0},
@@ -295,6 +317,7 @@ int cmd_generate(int argc, char **argv) {
         cli_error("--timestep-spacing: expected linspace, leading or trailing, got '%s'", p.timestep_spacing);
         goto usage;
     }
+    if (!args_check_threads("--threads", threads)) goto usage;
     lmx_model_params mp = lmx_model_params_default();
     mp.vae_path = vae;
     mp.winograd = winograd;
