@@ -311,6 +311,14 @@ typedef struct lmx_image {
 
 /* Generate p->n_images images into images[0..n_images-1]. */
 lmx_status lmx_generate(lmx_ctx *ctx, const lmx_gen_params *p, lmx_image *images);
+/* Working memory lmx_generate(ctx of m, p) will need, in bytes, on top of
+ * the model's weights: the larger of the UNet's activation arena for one
+ * batch (CFG doubles it, composite methods multiply it by the LoRA count) and
+ * the VAE decoder's arena for one image, plus the latent and image buffers.
+ * These are the sizes lmx_generate reserves, computed without allocating;
+ * p's width/height 0 mean the model's native size. For a check before a
+ * run that could exhaust the machine (the CLI refuses above a limit). */
+uint64_t lmx_generate_memory(const lmx_model *m, const lmx_gen_params *p);
 /* Write a PNG with the parameters and JSON chunks, atomically. */
 lmx_status lmx_image_save_png(const lmx_image *img, const char *path);
 void lmx_image_free(lmx_image *img);

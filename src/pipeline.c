@@ -399,6 +399,27 @@ static lmx_status make_scheduler(const lmx_ctx *c, const lmx_gen_params *p, gen_
     return st;
 }
 
+uint64_t lmx_generate_memory(const lmx_model *m, const lmx_gen_params *p) {
+    const int f = vae_factor(m->sd->vae);
+    const int native = unet_cfg(m->sd->unet)->sample_size * f;
+    const int W = p->width > 0 ? p->width : native, H = p->height > 0 ? p->height : native;
+    const int h = H / f, w = W / f, n = p->n_images > 0 ? p->n_images : 1;
+    const int C = unet_cfg(m->sd->unet)->in_channels;
+    const int ctx_len = tok_max_length(m->tok);
+    const int hidden = clip_text_cfg(m->sd->text)->hidden;
+    int branches = 1;
+    if ((p->compose.method == LMX_METHOD_COMPOSITE || p->compose.method == LMX_METHOD_W_COMPOSITE) &&
+        p->n_loras > 1)
+        branches = p->n_loras;
+    const int B = (p->guidance > 1.0f ? 2 * n : n) * branches;
+    const uint64_t lat = (uint64_t)n * C * h * w;
+    uint64_t ub = unet_arena_bytes(m->sd->unet, B, h, w, ctx_len);
+    uint64_t dec = vae_decode_arena_bytes(m->sd->vae, 1, h, w);
+    uint64_t bufs = sizeof(float) * (5 * lat + 2 * (lat / n) * (uint64_t)B + (uint64_t)ctx_len * hidden * (B + 2) +
+                                     (uint64_t)n * H * W * 3);
+    return (ub > dec ? ub : dec) + bufs;
+}
+
 lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) {
     const lmx_model *m = c->m;
     gen_info gi;

@@ -35,7 +35,11 @@ static const char HELP[] =
     "  -n, --negative TEXT    the negative prompt (default: empty)\n"
     "  -W, --width N          image width in pixels, a multiple of 8\n"
     "  -H, --height N         image height in pixels, a multiple of 8\n"
-    "                         (default for both: the model's native size, 512 for SD1.5)\n"
+    "                         (default for both: the model's native size, 512 for SD1.5;\n"
+    "                         at most 8192). Above 2048x2048 pixels, or when the\n"
+    "                         estimated working memory exceeds the available RAM, the\n"
+    "                         estimate is printed and the run refused unless --yes\n"
+    "      --yes              run such a size anyway\n"
     "\n"
     "sampling:\n"
     "      --steps N          denoising steps (default 30). The most a scheduler takes\n"
@@ -202,10 +206,42 @@ static void print_composition(const char *json) {
     cJSON_Delete(j);
 }
 
+/* MemAvailable from /proc/meminfo in bytes; 0 when unknown. */
+static uint64_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return (uint64_t)kb * 1024u;
+}
+
+/* Sizes that could exhaust the machine: above GEN_MAX_PIXELS pixels or an
+ * estimated working memory above what is available, refused unless --yes
+ * (the estimate is printed either way). */
+#define GEN_MAX_PIXELS (2048 * 2048)
+static int check_size(const lmx_model *m, const lmx_gen_params *p, int yes, int quiet) {
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    const double need = (double)lmx_generate_memory(m, p), avail = (double)mem_available();
+    const int big = (double)p->width * p->height > GEN_MAX_PIXELS;
+    if (!big && !(avail > 0 && need > avail)) return CLI_OK;
+    if (yes) {
+        if (!quiet)
+            fprintf(stderr, "loramix: note: %dx%d: about %.1f GiB of working memory besides the weights (%.1f GiB available); going on (--yes)\n",
+                    p->width, p->height, need / gib, avail / gib);
+        return CLI_OK;
+    }
+    cli_error("generate: %dx%d needs about %.1f GiB of working memory besides the model's weights "
+              "(%.1f GiB available); above 2048x2048 pixels or the available memory, add --yes to run it",
+              p->width, p->height, need / gib, avail / gib);
+    return CLI_USAGE;
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *rng = NULL;
     const char *model = NULL, *vae = NULL, *out = "out.png", *sched = NULL, *precision = "fp32";
-    int help = 0, quiet = 0, threads = 0, winograd = 0;
+    int help = 0, quiet = 0, threads = 0, winograd = 0, yes = 0;
     lmx_gen_params p = lmx_gen_params_default();
     int images = 1, merged = 0;
     float lora_scale = 1.0f;
@@ -239,6 +275,7 @@ int cmd_generate(int argc, char **argv) {
         {"--threads", NULL, ARG_INT, &threads, 0, 1024},
         {"--precision", NULL, ARG_STR, &precision, 0, 0},
         {"--winograd", NULL, ARG_FLAG, &winograd, 0, 0},
+        {"--yes", NULL, ARG_FLAG, &yes, 0, 0},
         {"--lora-scale", NULL, ARG_FLOAT, &lora_scale, -100, 100},
         {"--lora-merged", NULL, ARG_FLAG, &merged, 0, 0},
         {"--method", NULL, ARG_STR, &method, 0, 0},
@@ -348,6 +385,7 @@ int cmd_generate(int argc, char **argv) {
         p.loras = ls.uses;
         p.n_loras = ls.n;
     }
+    if (st == LMX_OK && rc == CLI_OK) rc = check_size(m, &p, yes, quiet);
     double t_load = cli_now() - t0;
     if (st == LMX_OK && rc == CLI_OK) st = lmx_ctx_create(&ctx, m);
     if (st == LMX_OK && rc == CLI_OK) st = lmx_generate(ctx, &p, imgs);
