@@ -117,6 +117,11 @@ typedef struct lmx_model_params {
     lmx_precision precision;
     int winograd;            /* allow Winograd 3x3 convolutions (fp32)      */
     int n_threads;           /* 0 = all cores                               */
+    int allow_gaps;          /* accept safetensors files whose tensors leave
+                                unreferenced bytes in the data area (the
+                                reference reader refuses them, so does
+                                loramix by default); LoRAs loaded for this
+                                model inherit it                             */
 } lmx_model_params;
 
 lmx_model_params lmx_model_params_default(void);

@@ -97,6 +97,7 @@ lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_par
     o.vae_path = p.vae_path;
     o.prec = p.precision == LMX_PREC_BF16 ? OP_PREC_BF16 : OP_PREC_F32;
     o.winograd = p.winograd;
+    o.allow_gaps = p.allow_gaps;
     lmx_status st = sd_model_load(&m->sd, path, &o);
     if (st != LMX_OK) goto fail;
     st = m->sd->tokenizer_dir ? tok_load_dir(&m->tok, m->sd->tokenizer_dir) : tok_load_bundled(&m->tok);

@@ -26,6 +26,9 @@ static const char HELP[] =
     "  -m, --model PATH       a diffusers folder (model_index.json, unet/, ...) or a\n"
     "                         single-file checkpoint (.safetensors, as on Civitai).\n"
     "                         Pickle .ckpt files are refused: convert them first.\n"
+    "      --allow-gaps       accept .safetensors files (model, VAE, LoRAs) whose\n"
+    "                         tensors leave unreferenced bytes in the data area\n"
+    "                         (refused by default, as the reference reader does)\n"
     "      --vae PATH         replace the model's VAE (folder or .safetensors), e.g.\n"
     "                         stabilityai/sd-vae-ft-mse for realistic models\n"
     "\n"
@@ -241,7 +244,7 @@ static int check_size(const lmx_model *m, const lmx_gen_params *p, int yes, int 
 int cmd_generate(int argc, char **argv) {
     const char *rng = NULL;
     const char *model = NULL, *vae = NULL, *out = "out.png", *sched = NULL, *precision = "fp32";
-    int help = 0, quiet = 0, threads = 0, winograd = 0, yes = 0;
+    int help = 0, quiet = 0, threads = 0, winograd = 0, yes = 0, mp_allow_gaps = 0;
     lmx_gen_params p = lmx_gen_params_default();
     int images = 1, merged = 0;
     float lora_scale = 1.0f;
@@ -276,6 +279,7 @@ int cmd_generate(int argc, char **argv) {
         {"--precision", NULL, ARG_STR, &precision, 0, 0},
         {"--winograd", NULL, ARG_FLAG, &winograd, 0, 0},
         {"--yes", NULL, ARG_FLAG, &yes, 0, 0},
+        {"--allow-gaps", NULL, ARG_FLAG, &mp_allow_gaps, 0, 0},
         {"--lora-scale", NULL, ARG_FLOAT, &lora_scale, -100, 100},
         {"--lora-merged", NULL, ARG_FLAG, &merged, 0, 0},
         {"--method", NULL, ARG_STR, &method, 0, 0},
@@ -358,6 +362,7 @@ int cmd_generate(int argc, char **argv) {
     lmx_model_params mp = lmx_model_params_default();
     mp.vae_path = vae;
     mp.winograd = winograd;
+    mp.allow_gaps = mp_allow_gaps;
     mp.n_threads = threads;
     if (!strcmp(precision, "fp32")) mp.precision = LMX_PREC_F32;
     else if (!strcmp(precision, "bf16")) mp.precision = LMX_PREC_BF16;
