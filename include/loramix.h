@@ -118,6 +118,11 @@ typedef struct lmx_model_params {
     lmx_precision precision;
     int winograd;            /* allow Winograd 3x3 convolutions (fp32)      */
     int n_threads;           /* 0 = all cores                               */
+    int allow_gaps;          /* accept safetensors files whose tensors leave
+                                unreferenced bytes in the data area (the
+                                reference reader refuses them, so does
+                                loramix by default); LoRAs loaded for this
+                                model inherit it                             */
 } lmx_model_params;
 
 lmx_model_params lmx_model_params_default(void);
@@ -280,6 +285,10 @@ typedef struct lmx_gen_params {
                                      protocol) is noise_skip = k; default 0     */
     lmx_scheduler scheduler;
     const char *timestep_spacing; /* NULL = config; "linspace", "leading", "trailing" */
+    int karras_sigmas;            /* 1: use_karras_sigmas=true whatever the model's
+                                     scheduler_config.json says (DPM++ 2M and
+                                     Euler only: LMX_ERR_ARG for the others);
+                                     0: as the config says                       */
     int clip_skip;                /* 0 = last layer (diffusers clip_skip=None) */
     /* LoRA adapters. Unless a composition method says otherwise, every LoRA
      * is active in the UNet and the text encoder at every step. */
@@ -308,6 +317,14 @@ typedef struct lmx_image {
 
 /* Generate p->n_images images into images[0..n_images-1]. */
 lmx_status lmx_generate(lmx_ctx *ctx, const lmx_gen_params *p, lmx_image *images);
+/* Working memory lmx_generate(ctx of m, p) will need, in bytes, on top of
+ * the model's weights: the larger of the UNet's activation arena for one
+ * batch (CFG doubles it, composite methods multiply it by the LoRA count) and
+ * the VAE decoder's arena for one image, plus the latent and image buffers.
+ * These are the sizes lmx_generate reserves, computed without allocating;
+ * p's width/height 0 mean the model's native size. For a check before a
+ * run that could exhaust the machine (the CLI refuses above a limit). */
+uint64_t lmx_generate_memory(const lmx_model *m, const lmx_gen_params *p);
 /* Write a PNG with the parameters and JSON chunks, atomically. */
 lmx_status lmx_image_save_png(const lmx_image *img, const char *path);
 /* Write the PNG to a file a user named, by the rules of docs/file-formats.md

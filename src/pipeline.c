@@ -105,6 +105,7 @@ lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_par
     o.vae_path = p.vae_path;
     o.prec = p.precision == LMX_PREC_BF16 ? OP_PREC_BF16 : OP_PREC_F32;
     o.winograd = p.winograd;
+    o.allow_gaps = p.allow_gaps;
     lmx_status st = sd_model_load(&m->sd, path, &o);
     if (st != LMX_OK) goto fail;
     st = m->sd->tokenizer_dir ? tok_load_dir(&m->tok, m->sd->tokenizer_dir) : tok_load_bundled(&m->tok);
@@ -260,8 +261,9 @@ static char *make_parameters(const lmx_ctx *c, const lmx_gen_params *p, const ge
     if (p->negative_prompt && *p->negative_prompt)
         k += (size_t)snprintf(s + k, cap - k, "Negative prompt: %s\n", p->negative_prompt);
     k += (size_t)snprintf(s + k, cap - k,
-                          "Steps: %d, Sampler: %s, Schedule type: %s, CFG scale: %g, Seed: %llu, Size: %dx%d, Model: %s",
-                          p->steps, SCHED_A1111[gi->scheduler], gi->spacing, (double)p->guidance,
+                          "Steps: %d, Sampler: %s%s, Schedule type: %s, CFG scale: %g, Seed: %llu, Size: %dx%d, Model: %s",
+                          p->steps, SCHED_A1111[gi->scheduler], gi->karras ? " Karras" : "",
+                          gi->karras ? "Karras" : gi->spacing, (double)p->guidance,
                           (unsigned long long)p->seed, gi->width, gi->height, c->m->name);
     if (p->n_images > 1) k += (size_t)snprintf(s + k, cap - k, ", Batch size: %d, Batch pos: %d", p->n_images, idx);
     if (p->clip_skip > 0) k += (size_t)snprintf(s + k, cap - k, ", Clip skip: %d", p->clip_skip + 1);
@@ -292,6 +294,7 @@ static char *make_json(const lmx_ctx *c, const lmx_gen_params *p, const gen_info
     cJSON_AddStringToObject(j, "scheduler", SCHED_NAMES[gi->scheduler]);
     cJSON_AddStringToObject(j, "scheduler_class", sched_kind_class(to_kind(gi->scheduler)));
     cJSON_AddStringToObject(j, "timestep_spacing", gi->spacing);
+    if (gi->karras) cJSON_AddBoolToObject(j, "karras_sigmas", 1);
     cJSON_AddNumberToObject(j, "clip_skip", p->clip_skip);
     cJSON_AddNumberToObject(j, "n_images", p->n_images);
     cJSON_AddNumberToObject(j, "image_index", idx);
@@ -361,6 +364,32 @@ static lmx_status check_params(const lmx_ctx *c, const lmx_gen_params *p, gen_in
     return LMX_OK;
 }
 
+/* sched_create with the step count checked against the scheduler's real limit:
+ * at most num_train_timesteps, and a count the schedule accepts (e.g.
+ * leading spacing with steps_offset 1 puts DDIM's and PNDM's last
+ * timestep one past a 1000-entry table at 1000 steps). The message names
+ * the scheduler, its config and the largest count that works. */
+static lmx_status create_checked(const sched_config *cfg, int steps, const gen_info *gi, sched **out) {
+    const int N = cfg->num_train_timesteps;
+    lmx_status st = LMX_OK;
+    if (steps <= N) {
+        st = sched_create(out, cfg, steps);
+        if (st == LMX_OK || st == LMX_ERR_NOMEM) return st;
+    }
+    char why[512];
+    snprintf(why, sizeof why, "%s", st != LMX_OK ? lmx_errmsg() : "");
+    int max = 0;
+    lmx_status st2 = sched_max_steps(cfg, steps - 1 < N ? steps - 1 : N, &max);
+    if (st2 == LMX_ERR_NOMEM) return st2;
+    if (max < 1) return lmx_err(st != LMX_OK ? st : LMX_ERR_ARG, "%s", *why ? why : "steps: no count works");
+    return lmx_err(LMX_ERR_ARG,
+                   "steps: %d is too many for the %s scheduler (%s%s, %s spacing, steps_offset %d, "
+                   "%d training timesteps): at most %d%s%s",
+                   steps, sched_kind_name(cfg->kind), sched_kind_class(cfg->kind),
+                   gi->karras ? " with Karras sigmas" : "", gi->spacing, cfg->steps_offset, N, max,
+                   *why ? "; " : "", why);
+}
+
 /* Build the scheduler for this generation: the model's config (or SD1.5's),
  * converted to the requested class, with the spacing override. */
 static lmx_status make_scheduler(const lmx_ctx *c, const lmx_gen_params *p, gen_info *gi, sched **out) {
@@ -380,9 +409,41 @@ static lmx_status make_scheduler(const lmx_ctx *c, const lmx_gen_params *p, gen_
     static const char *SPACING[] = {"linspace", "leading", "trailing"};
     gi->spacing = SPACING[cfg.timestep_spacing];
     gi->scheduler = from_kind(cfg.kind);
-    st = sched_create(out, &cfg, p->steps);
+    if (p->karras_sigmas) {
+        if (cfg.kind != SCHED_DPMPP_2M && cfg.kind != SCHED_EULER) {
+            sched_config_clear(&cfg);
+            return lmx_err(LMX_ERR_ARG,
+                           "--karras: the %s scheduler (%s) has no Karras sigmas; use --scheduler dpm++2m "
+                           "or euler",
+                           sched_kind_name(cfg.kind), sched_kind_class(cfg.kind));
+        }
+        cfg.use_karras_sigmas = 1;
+    }
+    gi->karras = (cfg.kind == SCHED_DPMPP_2M || cfg.kind == SCHED_EULER) && cfg.use_karras_sigmas;
+    st = create_checked(&cfg, p->steps, gi, out);
     sched_config_clear(&cfg);
     return st;
+}
+
+uint64_t lmx_generate_memory(const lmx_model *m, const lmx_gen_params *p) {
+    const int f = vae_factor(m->sd->vae);
+    const int native = unet_cfg(m->sd->unet)->sample_size * f;
+    const int W = p->width > 0 ? p->width : native, H = p->height > 0 ? p->height : native;
+    const int h = H / f, w = W / f, n = p->n_images > 0 ? p->n_images : 1;
+    const int C = unet_cfg(m->sd->unet)->in_channels;
+    const int ctx_len = tok_max_length(m->tok);
+    const int hidden = clip_text_cfg(m->sd->text)->hidden;
+    int branches = 1;
+    if ((p->compose.method == LMX_METHOD_COMPOSITE || p->compose.method == LMX_METHOD_W_COMPOSITE) &&
+        p->n_loras > 1)
+        branches = p->n_loras;
+    const int B = (p->guidance > 1.0f ? 2 * n : n) * branches;
+    const uint64_t lat = (uint64_t)n * C * h * w;
+    uint64_t ub = unet_arena_bytes(m->sd->unet, B, h, w, ctx_len);
+    uint64_t dec = vae_decode_arena_bytes(m->sd->vae, 1, h, w);
+    uint64_t bufs = sizeof(float) * (5 * lat + 2 * (lat / n) * (uint64_t)B + (uint64_t)ctx_len * hidden * (B + 2) +
+                                     (uint64_t)n * H * W * 3);
+    return (ub > dec ? ub : dec) + bufs;
 }
 
 lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) {

@@ -39,6 +39,7 @@ typedef struct gen_info {
     int cfg;                 /* classifier-free guidance on                    */
     int scheduler;           /* lmx_scheduler actually used                    */
     const char *spacing;
+    int karras;              /* Karras sigmas in use (flag or config)          */
     int threads;
 } gen_info;
 

@@ -1,11 +1,13 @@
 /* args.c - see args.h. */
 #include "args.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -26,6 +28,8 @@ void arg_list_free(arg_list *l) {
     memset(l, 0, sizeof *l);
 }
 
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
 static int set_value(const arg_opt *o, const char *v) {
     char *end = NULL;
     errno = 0;
@@ -38,8 +42,11 @@ static int set_value(const arg_opt *o, const char *v) {
         }
         return 1;
     case ARG_INT: {
-        long x = strtol(v, &end, 10);
-        if (errno || !*v || *end || x < o->lo || x > o->hi) {
+        /* strtol alone takes " 5", "+5" and wraps nothing but skips blanks:
+         * only an optional '-' (for negative ranges) and digits are numbers. */
+        const char *d = v + (*v == '-' && o->lo < 0);
+        long x = is_digit(*d) ? strtol(v, &end, 10) : 0;
+        if (!is_digit(*d) || errno || *end || x < o->lo || x > o->hi) {
             cli_error("%s: expected an integer in [%.0f, %.0f], got '%s'", o->name, o->lo, o->hi, v);
             return 0;
         }
@@ -47,13 +54,15 @@ static int set_value(const arg_opt *o, const char *v) {
         return 1;
     }
     case ARG_U64: {
-        if (*v == '-') {
-            cli_error("%s: expected a non-negative integer, got '%s'", o->name, v);
+        /* Digits only: strtoull would accept " -5" and "-5" (and wrap them to
+         * 2^64 - 5) and skip leading blanks. */
+        unsigned long long x = is_digit(*v) ? strtoull(v, &end, 10) : 0;
+        if (!is_digit(*v) || *end) {
+            cli_error("%s: expected a non-negative integer (digits only), got '%s'", o->name, v);
             return 0;
         }
-        unsigned long long x = strtoull(v, &end, 10);
-        if (errno || !*v || *end) {
-            cli_error("%s: expected a non-negative integer, got '%s'", o->name, v);
+        if (errno == ERANGE) {
+            cli_error("%s: %s is too large (at most %llu)", o->name, v, (unsigned long long)UINT64_MAX);
             return 0;
         }
         *(uint64_t *)o->dst = (uint64_t)x;
@@ -61,7 +70,7 @@ static int set_value(const arg_opt *o, const char *v) {
     }
     case ARG_FLOAT: {
         double x = strtod(v, &end);
-        if (errno || !*v || *end || !isfinite(x) || x < o->lo || x > o->hi) {
+        if (errno || !*v || isspace((unsigned char)*v) || *end || !isfinite(x) || x < o->lo || x > o->hi) {
             cli_error("%s: expected a number in [%g, %g], got '%s'", o->name, o->lo, o->hi, v);
             return 0;
         }
@@ -123,4 +132,19 @@ int args_parse(int argc, char **argv, const arg_opt *opts, int n_opts, arg_list 
         if (!set_value(o, v)) return CLI_USAGE;
     }
     return CLI_OK;
+}
+
+int args_check_threads(const char *flag, int threads) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads <= 0 || cores < 1) return 1;
+    if ((long)threads > ARGS_THREADS_PER_CORE * cores) {
+        cli_error("%s: %d threads on %ld online core%s is more than the %d per core allowed "
+                  "(oversubscribed threads only slow every kernel down; 0 = all cores)",
+                  flag, threads, cores, cores == 1 ? "" : "s", ARGS_THREADS_PER_CORE);
+        return 0;
+    }
+    if ((long)threads > cores)
+        fprintf(stderr, "loramix: warning: %s %d is more than the %ld online core%s: expect it to be slower, "
+                        "not faster\n", flag, threads, cores, cores == 1 ? "" : "s");
+    return 1;
 }

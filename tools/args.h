@@ -39,4 +39,10 @@ typedef struct arg_opt {
 int args_parse(int argc, char **argv, const arg_opt *opts, int n_opts, arg_list *pos, int *help);
 void arg_list_free(arg_list *l);
 
+/* --threads N against the machine: more than the online cores warns, more
+ * than ARGS_THREADS_PER_CORE x the online cores is an error (returns 0 after
+ * printing it). 0 (all cores) is always fine. */
+#define ARGS_THREADS_PER_CORE 4
+int args_check_threads(const char *flag, int threads);
+
 #endif

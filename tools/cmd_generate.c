@@ -27,6 +27,9 @@ static const char HELP[] =
     "  -m, --model PATH       a diffusers folder (model_index.json, unet/, ...) or a\n"
     "                         single-file checkpoint (.safetensors, as on Civitai).\n"
     "                         Pickle .ckpt files are refused: convert them first.\n"
+    "      --allow-gaps       accept .safetensors files (model, VAE, LoRAs) whose\n"
+    "                         tensors leave unreferenced bytes in the data area\n"
+    "                         (refused by default, as the reference reader does)\n"
     "      --vae PATH         replace the model's VAE (folder or .safetensors), e.g.\n"
     "                         stabilityai/sd-vae-ft-mse for realistic models\n"
     "\n"
@@ -36,10 +39,18 @@ static const char HELP[] =
     "  -n, --negative TEXT    the negative prompt (default: empty)\n"
     "  -W, --width N          image width in pixels, a multiple of 8\n"
     "  -H, --height N         image height in pixels, a multiple of 8\n"
-    "                         (default for both: the model's native size, 512 for SD1.5)\n"
+    "                         (default for both: the model's native size, 512 for SD1.5;\n"
+    "                         at most 8192). Above 2048x2048 pixels, or when the\n"
+    "                         estimated working memory exceeds the available RAM, the\n"
+    "                         estimate is printed and the run refused unless --yes\n"
+    "      --yes              run such a size anyway\n"
     "\n"
     "sampling:\n"
-    "      --steps N          denoising steps (default 30)\n"
+    "      --steps N          denoising steps (default 30). The most a scheduler takes\n"
+    "                         depends on the model's scheduler_config.json and is\n"
+    "                         checked before denoising; with SD1.5's config: ddim 999,\n"
+    "                         pndm 999, dpm++2m 1000, euler 1000, euler_a 1000\n"
+    "                         (docs/schedulers.md lists the rule)\n"
     "      --cfg G            classifier-free guidance scale (default 7.5; <= 1 turns\n"
     "                         guidance off and halves the work)\n"
     "      --seed S           random seed (default 42); the initial noise equals\n"
@@ -47,6 +58,9 @@ static const char HELP[] =
     "      --scheduler NAME   dpm++2m | ddim | euler | euler_a | pndm (default: the\n"
     "                         model's scheduler_config.json; PNDM for SD1.5)\n"
     "      --timestep-spacing linspace | leading | trailing (default: from the config)\n"
+    "      --karras           Karras sigmas (use_karras_sigmas=true in diffusers;\n"
+    "                         A1111's \"DPM++ 2M Karras\", \"Euler Karras\"): dpm++2m\n"
+    "                         and euler only, an error with the other schedulers\n"
     "      --clip-skip K      use the text encoder's K-th layer from the end (A1111's\n"
     "                         \"CLIP skip K+1\"); default 0 = last layer\n"
     "      --rng K            x86 (default) or portable: which of torch's CPU randn\n"
@@ -61,8 +75,11 @@ static const char HELP_LORA[] =
     "LoRAs (repeat --lora; the order is the composition order, character first):\n"
     "      --lora FILE[:S]    a LoRA (kohya or diffusers/PEFT .safetensors); S scales\n"
     "                         it (default 1). These apply to the --lora before them:\n"
-    "        --trigger TEXT   its trigger phrase(s) (\"a, b\" gives two; repeatable);\n"
-    "                         the W-methods weigh LoRAs by them. Without triggers\n"
+    "        --trigger TEXT   its trigger phrase(s), repeatable: commas separate\n"
+    "                         phrases (\"a, b\" gives two); put a phrase that holds a\n"
+    "                         comma in double quotes: --trigger '\"red, white\", hat'\n"
+    "                         gives \"red, white\" and \"hat\" (\"\" inside quotes is a\n"
+    "                         literal quote). The W-methods weigh LoRAs by them. Without triggers\n"
     "                         loramix shows the LoRA's training tags as a hint\n"
     "        --category C     character|clothing|style|background|object|other\n"
     "        --name NAME      its name in messages and in the PNG\n"
@@ -82,9 +99,14 @@ static const char HELP_LORA[] =
     "                         LoRA, averaged), w-switch, w-composite (prompt-aware\n"
     "                         weights: Tsoumplekas et al. 2026)\n"
     "      --switch-steps N   switch interval tau (default 5)\n"
-    "      --tail-steps N     W-Switch: the last N steps use the character (default 5)\n"
+    "      --tail-steps N     W-Switch: the last N steps use the character (default 5);\n"
+    "                         with PNDM the schedule has steps+1 entries and N counts\n"
+    "                         UNet calls, as the reference does (docs/composition.md)\n"
     "      --weighting W      paw | ptw | uniform | manual:w1,w2,... (default: PAW for\n"
-    "                         w-switch, PTW for w-composite)\n"
+    "                         w-switch, PTW for w-composite). Manual weights (one per\n"
+    "                         LoRA, >= 0) are normalised to sum 1: manual:1,3 is\n"
+    "                         0.25, 0.75; both the given and the normalised values\n"
+    "                         are printed\n"
     "      --switch-timing T  clean (default; the paper's schedule) or reference (the\n"
     "                         reference code's one-step shift, to reproduce its images)\n"
     "      --round R          half-even (default, numpy) or half-up block lengths\n"
@@ -112,7 +134,8 @@ static const char HELP_OUT[] =
     "  -q, --quiet            no progress bar or summary\n"
     "\n"
     "speed:\n"
-    "      --threads N        compute threads (default: all cores)\n"
+    "      --threads N        compute threads (default 0: all cores). More than the\n"
+    "                         online cores warns; more than 4 per core is refused\n"
     "      --precision P      fp32 (default, matches diffusers) or bf16 (about 2x\n"
     "                         faster on CPUs with AVX512-BF16, slightly different image;\n"
     "                         needs AVX-512: refused with a message on AVX2-only CPUs)\n"
@@ -190,20 +213,57 @@ static void print_composition(const char *json) {
     fprintf(stderr, "method: %s", cJSON_IsString(m) ? m->valuestring : "?");
     cJSON *wk = cJSON_GetObjectItem(c, "weighting"), *w = cJSON_GetObjectItem(c, "weights");
     if (cJSON_IsString(wk)) fprintf(stderr, ", weighting %s", wk->valuestring);
-    if (cJSON_IsArray(w)) {
+    cJSON *sco = cJSON_GetObjectItem(c, "scores");
+    if (cJSON_IsString(wk) && !strcmp(wk->valuestring, "manual") && cJSON_IsArray(sco)) {
+        fprintf(stderr, ", given");
+        cJSON_ArrayForEach(it, sco) fprintf(stderr, " %g", it->valuedouble);
+        fprintf(stderr, ", normalised to sum 1:");
+    } else if (cJSON_IsArray(w)) {
         fprintf(stderr, ", weights");
-        cJSON_ArrayForEach(it, w) fprintf(stderr, " %.4f", it->valuedouble);
     }
+    if (cJSON_IsArray(w)) cJSON_ArrayForEach(it, w) fprintf(stderr, " %.4f", it->valuedouble);
     cJSON *sc = cJSON_GetObjectItem(c, "schedule");
     if (cJSON_IsString(sc)) fprintf(stderr, "\nschedule (LoRA per step): %s", sc->valuestring);
     fputc('\n', stderr);
     cJSON_Delete(j);
 }
 
+/* MemAvailable from /proc/meminfo in bytes; 0 when unknown. */
+static uint64_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return (uint64_t)kb * 1024u;
+}
+
+/* Sizes that could exhaust the machine: above GEN_MAX_PIXELS pixels or an
+ * estimated working memory above what is available, refused unless --yes
+ * (the estimate is printed either way). */
+#define GEN_MAX_PIXELS (2048 * 2048)
+static int check_size(const lmx_model *m, const lmx_gen_params *p, int yes, int quiet) {
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    const double need = (double)lmx_generate_memory(m, p), avail = (double)mem_available();
+    const int big = (double)p->width * p->height > GEN_MAX_PIXELS;
+    if (!big && !(avail > 0 && need > avail)) return CLI_OK;
+    if (yes) {
+        if (!quiet)
+            fprintf(stderr, "loramix: note: %dx%d: about %.1f GiB of working memory besides the weights (%.1f GiB available); going on (--yes)\n",
+                    p->width, p->height, need / gib, avail / gib);
+        return CLI_OK;
+    }
+    cli_error("generate: %dx%d needs about %.1f GiB of working memory besides the model's weights "
+              "(%.1f GiB available); above 2048x2048 pixels or the available memory, add --yes to run it",
+              p->width, p->height, need / gib, avail / gib);
+    return CLI_USAGE;
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *rng = NULL;
     const char *model = NULL, *vae = NULL, *out = "out.png", *sched = NULL, *precision = "fp32";
-    int help = 0, quiet = 0, threads = 0, winograd = 0, overwrite = 0;
+    int help = 0, quiet = 0, threads = 0, winograd = 0, overwrite = 0, yes = 0, mp_allow_gaps = 0;
     lmx_gen_params p = lmx_gen_params_default();
     int images = 1, merged = 0;
     float lora_scale = 1.0f;
@@ -223,11 +283,12 @@ int cmd_generate(int argc, char **argv) {
         {"--negative", "-n", ARG_STR, &p.negative_prompt, 0, 0},
         {"--width", "-W", ARG_INT, &p.width, 8, 8192},
         {"--height", "-H", ARG_INT, &p.height, 8, 8192},
-        {"--steps", NULL, ARG_INT, &p.steps, 1, 1000},
+        {"--steps", NULL, ARG_INT, &p.steps, 1, 10000},
         {"--cfg", NULL, ARG_FLOAT, &p.guidance, 0, 100},
         {"--seed", NULL, ARG_U64, &p.seed, 0, 0},
         {"--scheduler", NULL, ARG_STR, &sched, 0, 0},
         {"--timestep-spacing", NULL, ARG_STR, &p.timestep_spacing, 0, 0},
+        {"--karras", NULL, ARG_FLAG, &p.karras_sigmas, 0, 0},
         {"--clip-skip", NULL, ARG_INT, &p.clip_skip, 0, 11},
         {"--images", NULL, ARG_INT, &images, 1, 64},
         {"--rng", NULL, ARG_STR, &rng, 0, 0},
@@ -237,6 +298,8 @@ int cmd_generate(int argc, char **argv) {
         {"--threads", NULL, ARG_INT, &threads, 0, 1024},
         {"--precision", NULL, ARG_STR, &precision, 0, 0},
         {"--winograd", NULL, ARG_FLAG, &winograd, 0, 0},
+        {"--yes", NULL, ARG_FLAG, &yes, 0, 0},
+        {"--allow-gaps", NULL, ARG_FLAG, &mp_allow_gaps, 0, 0},
         {"--lora-scale", NULL, ARG_FLOAT, &lora_scale, -100, 100},
         {"--lora-merged", NULL, ARG_FLAG, &merged, 0, 0},
         {"--method", NULL, ARG_STR, &method, 0, 0},
@@ -315,9 +378,11 @@ int cmd_generate(int argc, char **argv) {
         cli_error("--timestep-spacing: expected linspace, leading or trailing, got '%s'", p.timestep_spacing);
         goto usage;
     }
+    if (!args_check_threads("--threads", threads)) goto usage;
     lmx_model_params mp = lmx_model_params_default();
     mp.vae_path = vae;
     mp.winograd = winograd;
+    mp.allow_gaps = mp_allow_gaps;
     mp.n_threads = threads;
     if (!strcmp(precision, "fp32")) mp.precision = LMX_PREC_F32;
     else if (!strcmp(precision, "bf16")) mp.precision = LMX_PREC_BF16;
@@ -361,6 +426,7 @@ int cmd_generate(int argc, char **argv) {
         p.loras = ls.uses;
         p.n_loras = ls.n;
     }
+    if (st == LMX_OK && rc == CLI_OK) rc = check_size(m, &p, yes, quiet);
     double t_load = cli_now() - t0;
     if (st == LMX_OK && rc == CLI_OK) st = lmx_ctx_create(&ctx, m);
     if (st == LMX_OK && rc == CLI_OK) st = lmx_generate(ctx, &p, imgs);

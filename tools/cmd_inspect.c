@@ -28,6 +28,9 @@ typedef struct opts {
     int metadata;
 } opts;
 
+/* --allow-gaps: st_open_flags flags for every file inspected. */
+static unsigned g_st_flags;
+
 static void help(FILE *out) {
     fputs(
         "usage: loramix inspect [options] PATH...\n"
@@ -56,6 +59,9 @@ static void help(FILE *out) {
         "  --no-metadata     do not print __metadata__\n"
         "  --full            print metadata values in full (default: cut at 160)\n"
         "  --json            one JSON object per PATH on stdout (one per line)\n"
+        "  --allow-gaps      accept .safetensors files whose tensors leave unreferenced\n"
+        "                    bytes in the data area (refused by default, as the\n"
+        "                    reference reader does; docs/file-formats.md)\n"
         "  -h, --help        this text\n"
         "\n"
         "examples:\n"
@@ -399,7 +405,7 @@ static lmx_status open_classified(const char *path, const char *cls, st_file **f
                        "because they can run arbitrary code: convert it to .safetensors first "
                        "(see docs/file-formats.md)",
                        path, why);
-    lmx_status st = st_open(f, path);
+    lmx_status st = st_open_flags(f, path, g_st_flags);
     if (st != LMX_OK) return st;
     det_classify(*f, cls, d);
     return LMX_OK;
@@ -409,7 +415,7 @@ static int inspect_file(const char *path, const char *cls_hint, const opts *o) {
     char why[96];
     if (det_is_pickle(path, why, sizeof why)) return pickle_error(path, why);
     st_file *f = NULL;
-    lmx_status st = st_open(&f, path);
+    lmx_status st = st_open_flags(&f, path, g_st_flags);
     if (st != LMX_OK) return cli_fail_status(st);
     char *cls = cls_hint ? NULL : sibling_config_class(path);
     det_info d;
@@ -619,6 +625,7 @@ int cmd_inspect(int argc, char **argv) {
             } else if (!strcmp(a, "--tensors")) o.tensors = 1;
             else if (!strcmp(a, "--no-tensors")) o.tensors = 0;
             else if (!strcmp(a, "--json")) o.json = 1;
+            else if (!strcmp(a, "--allow-gaps")) g_st_flags = ST_ALLOW_GAPS;
             else if (!strcmp(a, "--full")) o.full = 1;
             else if (!strcmp(a, "--no-metadata")) o.metadata = 0;
             else if (!strcmp(a, "--filter")) {

@@ -101,7 +101,8 @@ static const char RUN_HELP[] =
     "\n"
     "overrides of the testbed settings (for tests and quick looks):\n"
     "      --steps N  --width N  --height N  --cfg G\n"
-    "      --threads N        compute threads (default: all cores)\n"
+    "      --threads N        compute threads (default 0: all cores; more than the\n"
+    "                         online cores warns, more than 4 per core is refused)\n"
     "      --precision P      fp32 (default) or bf16\n"
     "  -q, --quiet            no progress (errors are still printed)\n"
     "\n";
@@ -365,6 +366,10 @@ static int cmd_run(int argc, char **argv) {
     }
     if ((o.width && o.width % 8) || (o.height && o.height % 8)) {
         cli_error("testbed run: --width and --height must be multiples of 8");
+        rc = CLI_USAGE;
+        goto done;
+    }
+    if (!args_check_threads("--threads", o.threads)) {
         rc = CLI_USAGE;
         goto done;
     }

@@ -41,25 +41,69 @@ static char *trim_dup(const char *s, size_t n) {
     return d;
 }
 
+static int push_trigger(cli_lora *l, char *one) {
+    if (!*one) {
+        free(one);
+        return 1;
+    }
+    char **v = realloc(l->trig, sizeof(char *) * (size_t)(l->n_trig + 1));
+    if (!v) {
+        free(one);
+        return 0;
+    }
+    l->trig = v;
+    l->trig[l->n_trig++] = one;
+    return 1;
+}
+
+/* "a, b" gives two triggers. A field that starts with a double quote runs to
+ * the closing quote and may hold commas ("\"a, b\", c" gives "a, b" and "c");
+ * "" inside it is one literal quote, as in CSV. A quote elsewhere in a field
+ * is an ordinary character. Returns 1, 0 (out of memory) or -1 (bad quoting,
+ * reported). */
 static int add_trigger(cli_lora *l, const char *t) {
-    /* "a, b" gives two triggers: no trigger of the testbed holds a comma. */
     const char *p = t;
     for (;;) {
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '"') {
+            size_t cap = strlen(p) + 1, n = 0;
+            char *one = malloc(cap);
+            if (!one) return 0;
+            const char *q = p + 1;
+            for (;;) {
+                if (!*q) {
+                    free(one);
+                    cli_error("--trigger: unterminated quote in '%s'", t);
+                    return -1;
+                }
+                if (*q == '"' && q[1] == '"') {
+                    one[n++] = '"';
+                    q += 2;
+                } else if (*q == '"') {
+                    q++;
+                    break;
+                } else {
+                    one[n++] = *q++;
+                }
+            }
+            one[n] = 0;
+            while (*q == ' ' || *q == '\t') q++;
+            if (*q && *q != ',') {
+                free(one);
+                cli_error("--trigger: text after the closing quote in '%s' (a quoted phrase must "
+                          "be followed by a comma or the end)",
+                          t);
+                return -1;
+            }
+            if (!push_trigger(l, one)) return 0;
+            if (!*q) return 1;
+            p = q + 1;
+            continue;
+        }
         const char *c = strchr(p, ',');
         size_t n = c ? (size_t)(c - p) : strlen(p);
         char *one = trim_dup(p, n);
-        if (!one) return 0;
-        if (!*one) {
-            free(one);
-        } else {
-            char **v = realloc(l->trig, sizeof(char *) * (size_t)(l->n_trig + 1));
-            if (!v) {
-                free(one);
-                return 0;
-            }
-            l->trig = v;
-            l->trig[l->n_trig++] = one;
-        }
+        if (!one || !push_trigger(l, one)) return 0;
         if (!c) return 1;
         p = c + 1;
     }
@@ -112,7 +156,8 @@ int cli_loras_take(int *argc, char **argv, cli_loras *out) {
             if (!l->file) return CLI_FAIL;
         } else if ((v = opt_val(n, argv, &i, "--trigger", &bad))) {
             if (!cur) return orphan("--trigger");
-            if (!add_trigger(cur, v)) return CLI_FAIL;
+            int r = add_trigger(cur, v);
+            if (r <= 0) return r < 0 ? CLI_USAGE : CLI_FAIL;
         } else if ((v = opt_val(n, argv, &i, "--category", &bad))) {
             if (!cur) return orphan("--category");
             if (!cli_parse_category(v, &cur->cat)) {
@@ -161,7 +206,7 @@ static int resolve_manifest(cli_loras *ls, cJSON *man, cli_lora *l, const char *
             if (!l->cat_set && cat->string) cli_parse_category(cat->string, &l->cat), l->cat_set = 1;
             cJSON *tr = cJSON_GetObjectItem(e, "trigger"), *t;
             if (l->n_trig == 0)
-                cJSON_ArrayForEach(t, tr) if (cJSON_IsString(t) && !add_trigger(l, t->valuestring)) return 0;
+                cJSON_ArrayForEach(t, tr) if (cJSON_IsString(t) && add_trigger(l, t->valuestring) <= 0) return 0;
             return 1;
         }
     }

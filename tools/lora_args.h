@@ -9,7 +9,9 @@
  *                           (the ComposLoRA testbed form), read from
  *                           --lora-dir/ID.safetensors with its triggers,
  *                           category and name from the manifest
- *     --trigger TEXT        a trigger phrase ("a, b" gives two); repeatable
+ *     --trigger TEXT        trigger phrases: "a, b" gives two; a double-quoted
+ *                           field keeps its commas ('"a, b", c' gives "a, b"
+ *                           and "c"; "" is a literal quote); repeatable
  *     --category C          character|clothing|style|background|object|other
  *     --name NAME           its name in messages and metadata
  *     --te-scale S          a separate text-encoder multiplier

@@ -38,6 +38,7 @@ struct st_file {
     const uint8_t *map; /* whole file or caller's buffer */
     size_t map_size;
     int owns_map;       /* munmap on close */
+    unsigned flags;     /* ST_ALLOW_GAPS */
     uint64_t header_size;
     st_tensor *tensors; /* header order */
     int n_tensors;
@@ -430,6 +431,33 @@ static lmx_status parse(st_file *f) {
             reach_idx = spans[i].idx;
         }
     }
+    /* Gaps: the non-empty tensors, in offset order, must tile [0, data_size). */
+    if (!(f->flags & ST_ALLOW_GAPS)) {
+        uint64_t pos = 0;
+        int prev = -1;
+        for (int i = 0; i <= f->n_tensors; i++) {
+            if (i < f->n_tensors && spans[i].end == spans[i].begin) continue;
+            uint64_t begin = i < f->n_tensors ? spans[i].begin : (uint64_t)data_size;
+            if (begin > pos) {
+                char before[160], after[160];
+                if (prev >= 0) snprintf(before, sizeof before, "tensor '%s'", qname(qn, sizeof qn, f->tensors[prev].name));
+                else snprintf(before, sizeof before, "the start of the data area");
+                if (i < f->n_tensors) snprintf(after, sizeof after, "tensor '%s'", qname(qm, sizeof qm, f->tensors[spans[i].idx].name));
+                else snprintf(after, sizeof after, "the end of the file");
+                st = lmx_err(LMX_ERR_FORMAT,
+                             "%s: %llu unreferenced bytes between %s and %s (data bytes %llu..%llu); the "
+                             "safetensors format (and its reference reader) requires the tensors to cover "
+                             "the data area exactly (--allow-gaps accepts it)",
+                             label, (unsigned long long)(begin - pos), before, after, (unsigned long long)pos,
+                             (unsigned long long)begin);
+                goto done;
+            }
+            if (i < f->n_tensors) {
+                pos = spans[i].end;
+                prev = spans[i].idx;
+            }
+        }
+    }
 done:
     lmx_free(tmp);
     lmx_free(spans);
@@ -448,7 +476,13 @@ static lmx_status finish_open(st_file *f, st_file **out) {
     return LMX_OK;
 }
 
-lmx_status st_open(st_file **out, const char *path) {
+lmx_status st_open(st_file **out, const char *path) { return st_open_flags(out, path, 0); }
+
+lmx_status st_open_buffer(st_file **out, const void *buf, size_t n, const char *label) {
+    return st_open_buffer_flags(out, buf, n, label, 0);
+}
+
+lmx_status st_open_flags(st_file **out, const char *path, unsigned flags) {
     *out = NULL;
     st_file *f = lmx_calloc(1, sizeof *f);
     if (!f) return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", path);
@@ -482,10 +516,11 @@ lmx_status st_open(st_file **out, const char *path) {
         f->owns_map = 1;
     }
     close(fd);
+    f->flags = flags;
     return finish_open(f, out);
 }
 
-lmx_status st_open_buffer(st_file **out, const void *buf, size_t n, const char *label) {
+lmx_status st_open_buffer_flags(st_file **out, const void *buf, size_t n, const char *label, unsigned flags) {
     *out = NULL;
     if (!label) label = "<buffer>";
     st_file *f = lmx_calloc(1, sizeof *f);
@@ -497,6 +532,7 @@ lmx_status st_open_buffer(st_file **out, const void *buf, size_t n, const char *
     }
     f->map = buf;
     f->map_size = buf ? n : 0;
+    f->flags = flags;
     return finish_open(f, out);
 }
 

@@ -25,9 +25,16 @@
  * always writes aligned files (header padded to 8 bytes, data ordered by
  * decreasing element size, as the reference writer does).
  *
- * Lenient where it is harmless: holes between tensors and bytes after the
- * last tensor are accepted (the reference rejects them); a shape entry such
- * as 2.0 that is an exact integer is read as 2.
+ * Coverage: as the reference reader requires, the tensors must cover the
+ * whole data area: a gap (bytes no tensor references) before the first
+ * tensor, between two tensors or after the last one is an LMX_ERR_FORMAT
+ * naming the tensors on either side and the byte offsets. ST_ALLOW_GAPS
+ * accepts such files (loramix never reads the unreferenced bytes). Zero-size
+ * tensors may sit anywhere inside the data area (the reference wants them at
+ * the running offset too).
+ *
+ * Lenient where it is harmless: a shape entry such as 2.0 that is an exact
+ * integer is read as 2.
  */
 #ifndef LMX_SAFETENSORS_H
 #define LMX_SAFETENSORS_H
@@ -65,6 +72,10 @@ lmx_status st_open(st_file **out, const char *path);
 /* The same over a caller-owned buffer (no copy; for fuzzing and tests).
  * `label` names the buffer in error messages. */
 lmx_status st_open_buffer(st_file **out, const void *buf, size_t n, const char *label);
+/* st_open / st_open_buffer with ST_* flags (0 = st_open). */
+#define ST_ALLOW_GAPS 1u /* accept unreferenced bytes in the data area */
+lmx_status st_open_flags(st_file **out, const char *path, unsigned flags);
+lmx_status st_open_buffer_flags(st_file **out, const void *buf, size_t n, const char *label, unsigned flags);
 void st_close(st_file *f);
 /* Tell the kernel the mapped pages are not needed now (madvise DONTNEED):
  * they leave the resident set and are read again from the file on the next

@@ -683,7 +683,7 @@ static lmx_status load_impl(lmx_lora **out, const lora_targets *t, const sd_mode
     }
     /* safetensors first: a valid header is never pickle (det_is_pickle alone
      * can mistake a header length such as 0x0580 for pickle's magic) */
-    if ((st = st_open(&l->f, path))) {
+    if ((st = st_open_flags(&l->f, path, model ? model->st_flags : 0))) {
         if (st == LMX_ERR_FORMAT && !looks_like_safetensors(path)) {
             char saved[1024];
             snprintf(saved, sizeof saved, "%s", lmx_errmsg());

@@ -254,6 +254,16 @@ lmx_status unet_config_parse(unet_config *c, const char *json, const char *label
     *c = unet_class_defaults();
     int n_ch = 0, n_down = 0, n_up = 0, n_heads = 0, n_tl = 0, n_lpb = 0, n_cd = 0;
     int lpb[CFG_MAX_LEVELS], cd[CFG_MAX_LEVELS];
+    /* null is "absent" for the other keys, but mid_block_type: null means
+     * no mid block at all (diffusers builds none), which SD1.x never has. */
+    const cJSON *mbt = cJSON_GetObjectItemCaseSensitive(o, "mid_block_type");
+    if (mbt && cJSON_IsNull(mbt)) {
+        st = lmx_err(LMX_ERR_UNSUPPORTED,
+                     "%s: a UNet without a mid block (\"mid_block_type\": null) is not supported "
+                     "(SD1.x UNets have UNetMidBlock2DCrossAttn)",
+                     label);
+        goto done;
+    }
     if ((st = check_musts(o, musts, LMX_ARRAY_LEN(musts), label))) goto done;
     if ((st = j_int(o, "in_channels", &c->in_channels, label))) goto done;
     if ((st = j_int(o, "out_channels", &c->out_channels, label))) goto done;

@@ -69,11 +69,13 @@ static int has_key(const st_file *f, const char *a, const char *b) {
 }
 
 /* Open a safetensors file, refusing pickle with the conversion hint. */
-static lmx_status open_weights(st_file **f, const char *path) {
+static unsigned st_flags_of(const sd_load_opts *o) { return o && o->allow_gaps ? ST_ALLOW_GAPS : 0; }
+
+static lmx_status open_weights(st_file **f, const char *path, const sd_load_opts *o) {
     char why[128];
     *f = NULL;
     if (det_is_pickle(path, why, sizeof why)) return pickle_error(path, why);
-    return st_open(f, path);
+    return st_open_flags(f, path, st_flags_of(o));
 }
 
 static lmx_status add_file(sd_model *m, st_file *f) {
@@ -89,7 +91,7 @@ static uint8_t *new_marks(const st_file *f) {
 }
 
 /* A diffusers component folder: config text and mapped weights. */
-static lmx_status open_component(const char *dir, char **json, st_file **f) {
+static lmx_status open_component(const char *dir, char **json, st_file **f, const sd_load_opts *o) {
     char *cfg = NULL, *w = NULL;
     int pickle = 0, sharded = 0;
     lmx_status st;
@@ -112,7 +114,7 @@ static lmx_status open_component(const char *dir, char **json, st_file **f) {
         st = pickle_error(w, NULL);
         goto done;
     }
-    st = st_open(f, w);
+    st = st_open_flags(f, w, st_flags_of(o));
 done:
     if (st) {
         lmx_free(*json);
@@ -204,7 +206,7 @@ lmx_status sd_vae_load(vae **out, st_file **file_out, const char *path, const sd
         char *cj = join(path, "config.json");
         int whole = cj && !is_file(cj) && is_dir(sub);
         lmx_free(cj);
-        st = open_component(whole ? sub : path, &json, &f);
+        st = open_component(whole ? sub : path, &json, &f, &o);
         lmx_free(sub);
         if (st) goto done;
         vae_config cfg;
@@ -218,7 +220,7 @@ lmx_status sd_vae_load(vae **out, st_file **file_out, const char *path, const sd
         st = load_vae_from(out, f, used, "", NULL, &cfg, &o, "");
         goto done;
     }
-    if ((st = open_weights(&f, path))) goto done;
+    if ((st = open_weights(&f, path, &o))) goto done;
     if (!(used = new_marks(f))) {
         st = LMX_ERR_NOMEM;
         goto done;
@@ -308,7 +310,7 @@ static lmx_status load_folder(sd_model *m, const char *root, const sd_load_opts 
 
     /* UNet */
     if (!(p = join(root, "unet"))) goto nomem;
-    if ((st = open_component(p, &json, &f))) goto done;
+    if ((st = open_component(p, &json, &f, o))) goto done;
     if (!(label = join(p, "config.json"))) goto nomem;
     unet_config ucfg;
     if ((st = unet_config_parse(&ucfg, json, label))) goto done;
@@ -326,7 +328,7 @@ static lmx_status load_folder(sd_model *m, const char *root, const sd_load_opts 
 
     /* text encoder */
     if (!(p = join(root, "text_encoder"))) goto nomem;
-    if ((st = open_component(p, &json, &f))) goto done;
+    if ((st = open_component(p, &json, &f, o))) goto done;
     if (!(label = join(p, "config.json"))) goto nomem;
     clip_text_config tcfg;
     if ((st = clip_text_config_parse(&tcfg, json, label))) goto done;
@@ -392,7 +394,7 @@ static lmx_status load_single(sd_model *m, const char *path, const sd_load_opts 
     nn_src s = {0};
     s.prec = o->prec;
     s.conv_flags = o->winograd ? OP_CONV_WINOGRAD : 0;
-    if ((st = open_weights(&f, path))) return st;
+    if ((st = open_weights(&f, path, o))) return st;
     add_file(m, f);
     if (has_prefix(f, "conditioner.embedders."))
         return lmx_err(LMX_ERR_UNSUPPORTED, "%s: an SDXL checkpoint (conditioner.embedders.*): loramix runs SD1.x models only",
@@ -505,6 +507,7 @@ lmx_status sd_model_load(sd_model **out, const char *path, const sd_load_opts *o
         lmx_free(m);
         return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", path);
     }
+    m->st_flags = st_flags_of(&o);
     if (is_dir(path)) {
         st = load_folder(m, path, &o);
     } else if (is_file(path)) {

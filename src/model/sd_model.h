@@ -43,6 +43,7 @@ typedef struct sd_load_opts {
     int winograd;              /* 1: Winograd 3x3 convs (fp32; off by default)      */
     int vae_encoder;           /* 1 (default): load the VAE encoder when present    */
     int ignore_file_config;    /* single files: ignore loramix.* metadata (tests)   */
+    int allow_gaps;            /* accept safetensors with unreferenced bytes        */
 } sd_load_opts;
 
 sd_load_opts sd_load_opts_default(void);
@@ -55,6 +56,7 @@ typedef struct sd_model {
     vae *vae;
     char *path;                /* as given                                          */
     int single_file;           /* 1: an LDM single file, 0: a diffusers folder      */
+    unsigned st_flags;         /* st_open_flags flags it was loaded with (LoRAs too) */
     char *tokenizer_dir;       /* "<folder>/tokenizer", or NULL: the bundled BPE    */
     char *scheduler_config;    /* scheduler_config.json text, or NULL               */
     char *scheduler_config_path;

@@ -197,6 +197,14 @@ lmx_status unet_load(unet **out, nn_src *s, const unet_config *cfg) {
             goto fail;
     }
     int64_t top = c->ch[n - 1];
+    if (!nn_src_has(s, "mid_block.resnets.0.conv1.weight") && !nn_src_has(s, "mid_block.resnets.1.conv1.weight") &&
+        !nn_src_has(s, "mid_block.attentions.0.proj_in.weight")) {
+        st = lmx_err(LMX_ERR_UNSUPPORTED,
+                     "%s: a UNet without a mid block (no mid_block.* tensors) is not supported (SD1.x UNets "
+                     "have UNetMidBlock2DCrossAttn)",
+                     s->label);
+        goto fail;
+    }
     if ((st = nn_resnet_load(s, reg, &u->mid_res[0], "mid_block.resnets.0", top, top, u->temb_dim, G, eps))) goto fail;
     if ((st = xformer_load(s, reg, &u->mid_att, "mid_block.attentions.0", top, c->heads[n - 1], c->tlayers[n - 1], c)))
         goto fail;

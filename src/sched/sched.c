@@ -71,7 +71,8 @@ static lmx_status check_config(const sched_config *c) {
     return LMX_OK;
 }
 
-lmx_status sched_create(sched **out, const sched_config *cfg, int n_steps) {
+/* A scheduler with its tables built and no timesteps yet. */
+static lmx_status create_tables(sched **out, const sched_config *cfg) {
     *out = NULL;
     lmx_status st = check_config(cfg);
     if (st != LMX_OK) return st;
@@ -91,12 +92,48 @@ lmx_status sched_create(sched **out, const sched_config *cfg, int n_steps) {
     st = sched_tables(&s->cfg, s->betas, s->alphas, s->acp, s->sigma_table);
     if (st != LMX_OK) goto fail;
     s->final_alpha_cumprod = s->cfg.set_alpha_to_one ? 1.0f : s->acp[0];
-    st = sched_set_timesteps(s, n_steps);
-    if (st != LMX_OK) goto fail;
-    sched_reset(s);
     *out = s;
     return LMX_OK;
 fail:
+    sched_free(s);
+    return st;
+}
+
+lmx_status sched_create(sched **out, const sched_config *cfg, int n_steps) {
+    sched *s = NULL;
+    lmx_status st = create_tables(&s, cfg);
+    if (st != LMX_OK) return st;
+    st = sched_set_timesteps(s, n_steps);
+    if (st != LMX_OK) {
+        sched_free(s);
+        return st;
+    }
+    sched_reset(s);
+    *out = s;
+    return LMX_OK;
+}
+
+lmx_status sched_max_steps(const sched_config *cfg, int limit, int *out) {
+    *out = 0;
+    sched *s = NULL;
+    lmx_status st = create_tables(&s, cfg);
+    if (st != LMX_OK) return st;
+    for (int n = limit; n >= 1; n--) {
+        lmx_free(s->t_unet);
+        lmx_free(s->t_int);
+        lmx_free(s->sigmas);
+        s->t_unet = NULL;
+        s->t_int = NULL;
+        s->sigmas = NULL;
+        s->n_calls = s->n_sigmas = s->n_prk = 0;
+        st = sched_set_timesteps(s, n);
+        if (st == LMX_OK) {
+            *out = n;
+            break;
+        }
+        if (st == LMX_ERR_NOMEM) break;
+        st = LMX_OK;
+    }
     sched_free(s);
     return st;
 }

@@ -197,6 +197,15 @@ typedef struct sched sched;
  * cfg is copied; the caller may clear it afterwards. */
 lmx_status sched_create(sched **out, const sched_config *cfg, int n_steps);
 void sched_free(sched *s);
+/* The largest n_steps in [1, limit] for which sched_create(cfg, n_steps)
+ * succeeds, in *out (0 when none does, e.g. a bad config). Tries every n
+ * from limit down (each try costs O(n) after one O(num_train_timesteps)
+ * table build). Why a count fails depends on the config: with "leading"
+ * spacing and steps_offset 1, n = num_train_timesteps makes DDIM's and
+ * PNDM's last timestep num_train_timesteps itself, one past the table;
+ * "linspace" DPM/Euler repeat their first timestep when n nears 2x the
+ * table. LMX_ERR_NOMEM only on allocation failure. */
+lmx_status sched_max_steps(const sched_config *cfg, int limit, int *out);
 /* Back to step 0 for a new image (diffusers: set_timesteps again). Keeps
  * buffers. */
 void sched_reset(sched *s);

@@ -134,7 +134,7 @@ static lmx_status add_seed(const char *item, void *user) {
     char *end = NULL;
     errno = 0;
     unsigned long long x = strtoull(item, &end, 10);
-    if (item[0] == '-' || errno || *end || x > TB_MAX_SEED)
+    if (item[0] < '0' || item[0] > '9' || errno || *end || x > TB_MAX_SEED)
         return lmx_err(LMX_ERR_ARG, "--seeds: expected integers in [0, 2^53], got '%s'", item);
     for (int k = 0; k < sel->n_seeds; k++)
         if (sel->seeds[k] == x) return lmx_err(LMX_ERR_ARG, "--seeds: %llu given twice", x);
@@ -255,9 +255,12 @@ lmx_status tb_selection_from_json(const tb_testbed *tb, const cJSON *j, tb_selec
 lmx_status tb_shard_parse(const char *s, int *k, int *n) {
     char *end = NULL;
     errno = 0;
+    /* digits only: strtol would also take " 3", "+3" and "-0" */
+    if (*s < '0' || *s > '9') goto bad;
     long a = strtol(s, &end, 10);
     if (end == s || *end != '/') goto bad;
     const char *b = end + 1;
+    if (*b < '0' || *b > '9') goto bad;
     long c = strtol(b, &end, 10);
     if (end == b || *end || errno || c < 1 || c > 1000000 || a < 1 || a > c) goto bad;
     *k = (int)a;

@@ -233,6 +233,11 @@ static const char *drop_upsampler_bias(const char *name, char *buf, size_t n) {
 
 /* ---- cases ------------------------------------------------------------------------------------ */
 
+static const char *drop_mid(const char *name, char *buf, size_t n) {
+    (void)buf, (void)n;
+    return strncmp(name, "mid_block.", 10) == 0 ? NULL : name;
+}
+
 static void test_folders(void) {
     make_folder("nounet", 0, 1, 1, 1);
     expect_fail("missing unet/", tmp("nounet"), NULL, LMX_ERR_IO, "nounet/unet: missing", NULL);
@@ -312,6 +317,36 @@ static void test_folders(void) {
                 tmp("badshape/unet/diffusion_pytorch_model.safetensors"), &o))
         expect_fail("folder wrong shape", tmp("badshape"), NULL, LMX_ERR_SHAPE,
                     "unet.down_blocks.0.resnets.0.conv1.weight: expected [32, 32, 3, 3], got [32, 16, 3, 3]", NULL);
+
+    /* A UNet without a mid block names that config, not a missing tensor:
+     * config.json says "mid_block_type": null, or the mid_block.* tensors
+     * are gone. */
+    make_folder("nomidcfg", 0, 1, 1, 1);
+    mkdir(tmp("nomidcfg/unet"), 0755);
+    link_fix(FIX "tiny-sd/unet/diffusion_pytorch_model.safetensors", "nomidcfg/unet/diffusion_pytorch_model.safetensors");
+    {
+        char *cfg = NULL;
+        size_t n = 0;
+        if (lmx_read_file(lmx_src_path(FIX "tiny-sd/unet/config.json"), &cfg, &n, 1 << 20) == LMX_OK) {
+            char *brace = strchr(cfg, '{');
+            FILE *f = fopen(tmp("nomidcfg/unet/config.json"), "wb");
+            if (f && brace) {
+                fprintf(f, "{\"mid_block_type\": null, %s", brace + 1);
+                fclose(f);
+            }
+            lmx_free(cfg);
+        }
+    }
+    expect_fail("mid_block_type null", tmp("nomidcfg"), NULL, LMX_ERR_UNSUPPORTED, "without a mid block",
+                "mid_block_type\": null");
+    make_folder("nomid", 0, 1, 1, 1);
+    mkdir(tmp("nomid/unet"), 0755);
+    link_fix(FIX "tiny-sd/unet/config.json", "nomid/unet/config.json");
+    rw_opts om = {.dtype = -1, .keep_meta = 1, .rename = drop_mid};
+    if (rewrite(FIX "tiny-sd/unet/diffusion_pytorch_model.safetensors",
+                tmp("nomid/unet/diffusion_pytorch_model.safetensors"), &om))
+        expect_fail("no mid_block tensors", tmp("nomid"), NULL, LMX_ERR_UNSUPPORTED, "without a mid block",
+                    "no mid_block.* tensors");
 }
 
 static void test_single_files(st_file *g) {

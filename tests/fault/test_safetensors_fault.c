@@ -276,7 +276,14 @@ static void test_offsets(void) {
     OFFS("offs_three", "[0,8]", "[8,16,24]", 24, LMX_ERR_FORMAT, "'b'", "data_offsets");
     OFFS("offs_one", "[0,8]", "[8]", 16, LMX_ERR_FORMAT, "'b'", "data_offsets");
     OFFS("offs_strings", "[0,8]", "[\"8\",\"16\"]", 16, LMX_ERR_FORMAT, "'b'", "data_offsets");
-    OFFS("offs_hole_ok", "[0,8]", "[12,20]", 24, LMX_OK, NULL, NULL);
+    /* Gaps (bytes no tensor references) are refused, as the reference reader
+     * does; ST_ALLOW_GAPS accepts them (test_gaps). */
+    OFFS("offs_hole", "[0,8]", "[12,20]", 24, LMX_ERR_FORMAT, "between tensor 'a' and tensor 'b'",
+         "data bytes 8..12");
+    OFFS("offs_hole_first", "[4,12]", "[12,20]", 20, LMX_ERR_FORMAT, "between the start of the data area and tensor 'a'",
+         "data bytes 0..4");
+    OFFS("offs_trailing", "[0,8]", "[8,16]", 19, LMX_ERR_FORMAT, "3 unreferenced bytes between tensor 'b' and the end",
+         "data bytes 16..19");
 #undef OFFS
     /* Zero-size tensors may sit anywhere inside the data area, even inside others. */
     expect_json("offs_empty_inside",
@@ -299,21 +306,50 @@ static void test_offsets(void) {
                 16, LMX_ERR_FORMAT, "'a' and 'c' overlap", NULL);
 }
 
+/* ST_ALLOW_GAPS: a gap between tensors and trailing bytes are accepted and
+ * the tensors read as without the flag. */
+static void test_gaps(void) {
+    const char *json = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                       "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}";
+    size_t hl = strlen(json);
+    static _Alignas(16) uint8_t buf[256];
+    memset(buf, 0, sizeof buf);
+    buf[0] = (uint8_t)hl;
+    memcpy(buf + 8, json, hl);
+    float a = 2.5f, b = -3.0f;
+    memcpy(buf + 8 + hl, &a, 4);
+    memcpy(buf + 8 + hl + 8, &b, 4);
+    st_file *f = NULL;
+    CHECK(st_open_buffer(&f, buf, 8 + hl + 16, "gaps") == LMX_ERR_FORMAT && f == NULL, "gaps accepted by default");
+    CHECK_OK(st_open_buffer_flags(&f, buf, 8 + hl + 16, "gaps", ST_ALLOW_GAPS));
+    if (f) {
+        float x = 0, y = 0;
+        CHECK_OK(st_to_f32(st_find(f, "a"), &x));
+        CHECK_OK(st_to_f32(st_find(f, "b"), &y));
+        CHECK(x == a && y == b, "values with ST_ALLOW_GAPS");
+    }
+    st_close(f);
+}
+
 /* Misaligned data (F32 at an odd byte offset) is accepted: st_to_f32
- * copies through memcpy (documented in safetensors.h). */
+ * copies through memcpy (documented in safetensors.h). The header has an
+ * odd length (no padding, as old writers do), so the data area itself
+ * starts at an odd byte. (This used a one-byte gap before the tensor until
+ * gaps were refused.) */
 static void test_misaligned_ok(void) {
     expect_json("misaligned_f32",
-                "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[1,9]}}", 9, LMX_OK,
+                "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}} ", 8, LMX_OK,
                 NULL, NULL);
-    const char *json = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[1,9]}}";
+    const char *json = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}} ";
     size_t hl = strlen(json);
-    uint8_t buf[128] = {0};
+    static _Alignas(16) uint8_t buf[128];
+    memset(buf, 0, sizeof buf);
     buf[0] = (uint8_t)hl;
     memcpy(buf + 8, json, hl);
     float v[2] = {1.25f, -7.5f};
-    memcpy(buf + 8 + hl + 1, v, 8);
+    memcpy(buf + 8 + hl, v, 8);
     st_file *f = NULL;
-    CHECK_OK(st_open_buffer(&f, buf, 8 + hl + 9, "misaligned"));
+    CHECK_OK(st_open_buffer(&f, buf, 8 + hl + 8, "misaligned"));
     if (f) {
         float out[2];
         CHECK(!st_data_aligned(st_find(f, "a")), "data is misaligned");
@@ -570,6 +606,7 @@ int main(void) {
     test_shapes();
     test_offsets();
     test_misaligned_ok();
+    test_gaps();
     test_truncation();
     test_files();
     test_alloc_sweep();
