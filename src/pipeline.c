@@ -306,7 +306,7 @@ static lmx_status check_params(const lmx_ctx *c, const lmx_gen_params *p, gen_in
     if (!isfinite(p->guidance) || p->guidance < 0)
         return lmx_err(LMX_ERR_ARG, "--cfg: expected a finite number >= 0, got %g", (double)p->guidance);
     if (!isfinite(p->lora_scale))
-        return lmx_err(LMX_ERR_ARG, "lora scale: expected a finite number, got %g", (double)p->lora_scale);
+        return lmx_err(LMX_ERR_ARG, "--lora-scale: expected a finite number, got %g", (double)p->lora_scale);
     if (p->rng != LMX_RNG_TORCH_X86 && p->rng != LMX_RNG_TORCH_PORTABLE)
         return lmx_err(LMX_ERR_ARG, "rng: unknown kernel %d", (int)p->rng);
     if ((unsigned)p->scheduler >= LMX_SCHED_COUNT)

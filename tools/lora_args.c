@@ -239,7 +239,8 @@ int cli_loras_load(cli_loras *ls, lmx_model *m, int triggers_matter, int quiet) 
             fprintf(stderr, "loramix: %s: LoRA %s has no trigger words (give them with --trigger after its --lora)%s%s%s\n",
                     triggers_matter ? "warning" : "note", l->name,
                     *tags ? "; its training tags suggest: " : "", tags,
-                    triggers_matter ? "; the prompt-aware weights treat it as the spec's no-trigger case" : "");
+                    triggers_matter ? "; the prompt-aware weights give it the fixed no-trigger score "
+                                     "(docs/composition.md, 'Prompt-aware weights')" : "");
         }
     }
     return CLI_OK;

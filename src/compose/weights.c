@@ -257,7 +257,8 @@ lmx_status compose_prompt_weights(const compose_encoder *enc, const char *prompt
         }
         }
         if (out->edge[i] == COMPOSE_EDGE_NO_TRIGGERS)
-            lmx_warn("LoRA '%s' has no trigger phrases: its %s score is %g (methods.md §7)", label_of(&loras[i]),
+            lmx_warn("LoRA '%s' has no trigger phrases: its %s score is the fixed %g "
+                     "(docs/composition.md, 'Prompt-aware weights')", label_of(&loras[i]),
                      paw ? "PAW" : "PTW", out->score[i]);
     }
     if (paw) compose_paw_weights(out->score, out->edge, n, out->a, out->w);

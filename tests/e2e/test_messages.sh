@@ -39,4 +39,14 @@ run 2 weights -m $M -p fox --lora $C/character_1.safetensors --trigger iu1 \
     --lora $C/style_1.safetensors --trigger "$(printf 'gr\377')" --weighting paw
 has utf8-trigger "LoRA 'style_1': trigger: invalid UTF-8 at byte 2"
 
+# --- the CLI names its flags, not the library's fields --------------------
+# char_kohya has conv_in/time_embedding modules that are ignored by default.
+run 0 generate -m $M -p fox --steps 1 -W 64 -H 64 -o "$T/x.png" \
+    --lora tests/fixtures/lora/char_kohya.safetensors --trigger scarlett
+has dropped-flag "lora inspect --apply-all"
+run 0 weights -m $M -p fox --lora $C/character_1.safetensors \
+    --lora $C/style_1.safetensors --trigger grain --weighting paw
+has no-trigger "docs/composition.md"
+lacks no-trigger "methods.md"
+
 [ $fail = 0 ] && echo "test_messages: ok"
