@@ -49,4 +49,15 @@ run 0 weights -m $M -p fox --lora $C/character_1.safetensors \
 has no-trigger "docs/composition.md"
 lacks no-trigger "methods.md"
 
+# --- a LoRA id the manifest lacks is named as such, with the ids it has ----
+MAN=data/testbed/reality_lora_info.json
+run 1 generate -q -m $M -p fox --steps 1 -W 64 -H 64 -o "$T/x.png" --manifest $MAN --lora character_9
+has manifest-id "--lora character_9: not in --manifest $MAN"
+has manifest-id "character_1, character_2"
+lacks manifest-id "cannot open"
+run 1 weights -m $M -p fox --manifest $MAN --lora character_1 --lora style_9
+has manifest-id-weights "--lora style_9: not in --manifest"
+run 1 generate -q -m $M -p fox --steps 1 -W 64 -H 64 -o "$T/x.png" --lora character_9
+has id-no-manifest "needs --manifest"
+
 [ $fail = 0 ] && echo "test_messages: ok"
