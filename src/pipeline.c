@@ -441,6 +441,9 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
     if (st == LMX_OK) st = sched_reserve(sch, lat);
     if (st != LMX_OK) goto done;
     const int n_calls = sched_n_calls(sch);
+    /* Progress counts the steps asked for: PNDM (and some trailing
+     * schedules) make one UNet call more than steps, not reported. */
+    const int extra = n_calls > p->steps ? n_calls - p->steps : 0;
     double t1 = lmx_now();
     nn_run run = {.ctx = c->ops, .arena = &c->arena, .n_loras = plan.n_rows};
     for (int k = 0; k < n_calls; k++) {
@@ -458,7 +461,8 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
         compose_plan_combine(&plan.cp, xb, eps, n, lat / n, gi.cfg, p->guidance);
         st = sched_step(sch, k, eps, x, lat, &rng);
         if (st != LMX_OK) goto done;
-        if (p->progress) p->progress(k + 1, n_calls, lmx_now() - t1, p->progress_user);
+        if (p->progress && k + 1 > extra)
+            p->progress(k + 1 - extra, n_calls - extra, lmx_now() - t1, p->progress_user);
     }
 
     /* 4. Decode: x / scaling_factor, VAE, uint8. */

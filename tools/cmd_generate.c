@@ -1,7 +1,8 @@
 /*
  * cmd_generate.c - `loramix generate`: text-to-image with a Stable Diffusion
  * 1.x model. Parses flags into lmx_gen_params and calls the public API; the
- * progress bar is drawn here (stderr, only when it is a terminal).
+ * progress is printed here (stderr: a bar on a terminal, else a line per
+ * 10% of the steps).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,8 @@ static const char HELP_OUT[] =
     "                         out-1.png ... out-N.png). The PNG stores the generation\n"
     "                         parameters: an A1111-style 'parameters' text chunk (PNG\n"
     "                         Info in A1111/ComfyUI shows it) and a 'loramix' JSON chunk.\n"
-    "  -q, --quiet            no progress bar or summary\n"
+    "  -q, --quiet            no progress or summary (progress: a bar when stderr is\n"
+    "                         a terminal, else a line every 10%% of the steps)\n"
     "\n"
     "speed:\n"
     "      --threads N        compute threads (default: all cores)\n"
@@ -118,7 +120,7 @@ static const char HELP_OUT[] =
     "      --scheduler dpm++2m --steps 25 --cfg 7 --seed 43 -W 768 -H 1024\n";
 
 typedef struct progress_state {
-    int enabled;
+    int enabled; /* 0: none (-q), 1: a bar (terminal), 2: lines (log, pipe) */
     const char *what;
 } progress_state;
 
@@ -128,6 +130,13 @@ static void on_progress(int step, int n_steps, double elapsed, void *user) {
     int width = 30, filled = (int)((double)width * step / n_steps);
     double per = step > 0 ? elapsed / step : 0;
     double eta = per * (n_steps - step);
+    if (ps->enabled == 2) { /* every step when few, else every 10% */
+        if (step != n_steps && (int64_t)step * 10 / n_steps == (int64_t)(step - 1) * 10 / n_steps) return;
+        fprintf(stderr, "%s %d/%d (%d%%)  %.2f s/step  ETA %.0f s\n", ps->what, step, n_steps,
+                (int)((int64_t)step * 100 / n_steps), per, eta);
+        fflush(stderr);
+        return;
+    }
     fprintf(stderr, "\r%s %3d/%-3d [", ps->what, step, n_steps);
     for (int i = 0; i < width; i++) fputc(i < filled ? '=' : (i == filled ? '>' : ' '), stderr);
     fprintf(stderr, "] %6.2f s/step  ETA %4.0f s ", per, eta);
@@ -308,7 +317,7 @@ int cmd_generate(int argc, char **argv) {
     p.n_images = images;
     lmx_set_threads(threads);
 
-    progress_state ps = {!quiet && isatty(2), "denoise"};
+    progress_state ps = {quiet ? 0 : isatty(2) ? 1 : 2, "denoise"};
     p.progress = on_progress;
     p.progress_user = &ps;
 
