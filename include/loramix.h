@@ -267,7 +267,9 @@ typedef enum lmx_rng {
     LMX_RNG_TORCH_PORTABLE,
 } lmx_rng;
 
-/* Progress: called after every denoising step and once per decode. */
+/* Progress: called after every denoising step, step = 1..n_steps, n_steps =
+ * the steps asked for (a scheduler's extra UNet call, PNDM's first step, is
+ * not counted; elapsed_s includes it). */
 typedef void (*lmx_progress_fn)(int step, int n_steps, double elapsed_s, void *user);
 
 typedef struct lmx_gen_params {

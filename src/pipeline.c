@@ -334,7 +334,7 @@ static lmx_status check_params(const lmx_ctx *c, const lmx_gen_params *p, gen_in
     if (!isfinite(p->guidance) || p->guidance < 0)
         return lmx_err(LMX_ERR_ARG, "--cfg: expected a finite number >= 0, got %g", (double)p->guidance);
     if (!isfinite(p->lora_scale))
-        return lmx_err(LMX_ERR_ARG, "lora scale: expected a finite number, got %g", (double)p->lora_scale);
+        return lmx_err(LMX_ERR_ARG, "--lora-scale: expected a finite number, got %g", (double)p->lora_scale);
     if (p->rng != LMX_RNG_TORCH_X86 && p->rng != LMX_RNG_TORCH_PORTABLE)
         return lmx_err(LMX_ERR_ARG, "rng: unknown kernel %d", (int)p->rng);
     if ((unsigned)p->scheduler >= LMX_SCHED_COUNT)
@@ -532,6 +532,9 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
     if (st == LMX_OK) st = sched_reserve(sch, lat);
     if (st != LMX_OK) goto done;
     const int n_calls = sched_n_calls(sch);
+    /* Progress counts the steps asked for: PNDM (and some trailing
+     * schedules) make one UNet call more than steps, not reported. */
+    const int extra = n_calls > p->steps ? n_calls - p->steps : 0;
     double t1 = lmx_now();
     nn_run run = {.ctx = c->ops, .arena = &c->arena, .n_loras = plan.n_rows};
     for (int k = 0; k < n_calls; k++) {
@@ -551,11 +554,13 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
         if (st != LMX_OK) goto done;
         if (first_nonfinite(x, lat) >= 0) {
             char what[64];
-            snprintf(what, sizeof what, "step %d of %d: the latents", k + 1, n_calls);
+            const int shown = k + 1 > extra ? k + 1 - extra : 1;
+            snprintf(what, sizeof what, "step %d of %d: the latents", shown, n_calls - extra);
             st = nonfinite_err(&plan, p, k, what);
             goto done;
         }
-        if (p->progress) p->progress(k + 1, n_calls, lmx_now() - t1, p->progress_user);
+        if (p->progress && k + 1 > extra)
+            p->progress(k + 1 - extra, n_calls - extra, lmx_now() - t1, p->progress_user);
     }
 
     /* 4. Decode: x / scaling_factor, VAE, uint8. */

@@ -1,7 +1,8 @@
 /*
  * cmd_generate.c - `loramix generate`: text-to-image with a Stable Diffusion
  * 1.x model. Parses flags into lmx_gen_params and calls the public API; the
- * progress bar is drawn here (stderr, only when it is a terminal).
+ * progress is printed here (stderr: a bar on a terminal, else a line per
+ * 10% of the steps).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -131,7 +132,8 @@ static const char HELP_OUT[] =
     "                         an error). A replaced file keeps its permissions; a\n"
     "                         read-only file is never replaced; new files get 0666\n"
     "                         minus the umask. See docs/file-formats.md\n"
-    "  -q, --quiet            no progress bar or summary\n"
+    "  -q, --quiet            no progress or summary (progress: a bar when stderr is\n"
+    "                         a terminal, else a line every 10%% of the steps)\n"
     "\n"
     "speed:\n"
     "      --threads N        compute threads (default 0: all cores). More than the\n"
@@ -152,7 +154,7 @@ static const char HELP_OUT[] =
     "      --scheduler dpm++2m --steps 25 --cfg 7 --seed 43 -W 768 -H 1024\n";
 
 typedef struct progress_state {
-    int enabled;
+    int enabled; /* 0: none (-q), 1: a bar (terminal), 2: lines (log, pipe) */
     const char *what;
 } progress_state;
 
@@ -162,6 +164,13 @@ static void on_progress(int step, int n_steps, double elapsed, void *user) {
     int width = 30, filled = (int)((double)width * step / n_steps);
     double per = step > 0 ? elapsed / step : 0;
     double eta = per * (n_steps - step);
+    if (ps->enabled == 2) { /* every step when few, else every 10% */
+        if (step != n_steps && (int64_t)step * 10 / n_steps == (int64_t)(step - 1) * 10 / n_steps) return;
+        fprintf(stderr, "%s %d/%d (%d%%)  %.2f s/step  ETA %.0f s\n", ps->what, step, n_steps,
+                (int)((int64_t)step * 100 / n_steps), per, eta);
+        fflush(stderr);
+        return;
+    }
     fprintf(stderr, "\r%s %3d/%-3d [", ps->what, step, n_steps);
     for (int i = 0; i < width; i++) fputc(i < filled ? '=' : (i == filled ? '>' : ' '), stderr);
     fprintf(stderr, "] %6.2f s/step  ETA %4.0f s ", per, eta);
@@ -393,7 +402,7 @@ int cmd_generate(int argc, char **argv) {
     p.n_images = images;
     lmx_set_threads(threads);
 
-    progress_state ps = {!quiet && isatty(2), "denoise"};
+    progress_state ps = {quiet ? 0 : isatty(2) ? 1 : 2, "denoise"};
     p.progress = on_progress;
     p.progress_user = &ps;
 

@@ -15,6 +15,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "io/detect.h"
 #include "io/io_util.h"
 #include "io/safetensors.h"
 #include "lora/lora.h"
@@ -55,7 +56,10 @@ static void help_inspect(FILE *out) {
         "whose tensor shapes do not fit the model (the error names the key and shapes).\n"
         "\n"
         "Without --model the keys are matched against SD1.5's layer list, built from\n"
-        "SD1.5's configuration (no weights needed).\n"
+        "SD1.5's configuration (no weights needed); a LoRA whose shapes do not fit\n"
+        "SD1.5 (made for a model of other widths) is then described from its names\n"
+        "and shapes, with the first mismatch, and the exit status is 0: give --model\n"
+        "to match it against its model.\n"
         "\n"
         "options:\n"
         "  --model M         match against model M (a diffusers folder: its configs are\n"
@@ -70,11 +74,13 @@ static void help_inspect(FILE *out) {
         "\n"
         "examples:\n"
         "  loramix lora inspect character_1.safetensors\n"
+        "  loramix lora inspect --model tests/fixtures/models/tiny-sd tests/fixtures/lora/char_kohya.safetensors\n"
         "  loramix lora inspect --model models/Realistic_Vision_V5.1 style_1.safetensors\n"
         "  loramix lora inspect --json --modules lora.safetensors | jq '.lora.unmatched'\n"
         "\n"
         "exit status: 0 when the LoRA loads (unmatched keys are warnings), 1 when it\n"
-        "cannot be used (refused kind, wrong shapes, bad file), 2 for bad usage.\n",
+        "cannot be used (refused kind, shapes that do not fit --model, bad file), 2\n"
+        "for bad usage.\n",
         out);
 }
 
@@ -277,7 +283,35 @@ static int cmd_lora_inspect(int argc, char **argv) {
     }
     if (st == LMX_OK) st = model_targets(model, &t, &m);
     if (st == LMX_OK) st = lora_load_targets(&l, t, path, &lo);
-    if (st != LMX_OK) {
+    if (st == LMX_ERR_SHAPE && !model) {
+        /* Matched against SD1.5 only because no --model was given: a LoRA
+         * for a model of other widths is not a bad file. Say what it holds
+         * (from its names and shapes alone) and how to match it. */
+        det_info d;
+        det_classify(f, NULL, &d);
+        if (json) {
+            cJSON_AddStringToObject(j, "path", path);
+            cJSON_AddStringToObject(j, "matched_against", "SD1.5 module list");
+            cJSON_AddBoolToObject(j, "fits", 0);
+            cJSON_AddStringToObject(j, "mismatch", lmx_errmsg());
+            cJSON_AddStringToObject(j, "summary", d.summary);
+            cJSON_AddNumberToObject(j, "context_dim", d.context_dim);
+            cJSON_AddNumberToObject(j, "text_dim", d.text_dim);
+            cJSON_AddStringToObject(j, "hint", "give --model PATH to match it against its model");
+        } else {
+            printf("matched against: SD1.5's module list (no --model)\n");
+            printf("  does not fit SD1.5: %s\n", lmx_errmsg());
+            printf("  the file (names and shapes only): %s\n", d.summary);
+            if (d.context_dim || d.text_dim)
+                printf("  widths: cross-attention %d, text encoder %d (SD1.5: 768, 768)\n", d.context_dim,
+                       d.text_dim);
+            if (d.lora.n_ignored)
+                printf("  %d modules on conv_in/conv_out/time_embedding (ignored by default, as diffusers does)\n",
+                       d.lora.n_ignored);
+            printf("  to match it against the model it was made for: loramix lora inspect --model PATH %s\n", path);
+        }
+        st = LMX_OK;
+    } else if (st != LMX_OK) {
         if (json) {
             cJSON_AddStringToObject(j, "path", path);
             cJSON_AddStringToObject(j, "error", lmx_errmsg());

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -187,8 +188,61 @@ int cli_loras_take(int *argc, char **argv, cli_loras *out) {
     return CLI_OK;
 }
 
-/* Fill l from the manifest entry `id` when l->file names one. */
-static int resolve_manifest(cli_loras *ls, cJSON *man, cli_lora *l, const char *mdir) {
+/* Edit distance of a and b (both short ids), for "did you mean". */
+static size_t edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 64 || m > 64) return (size_t)-1;
+    size_t row[65];
+    for (size_t j = 0; j <= m; j++) row[j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= m; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[m];
+}
+
+/* "--lora ID: not in the manifest" with the ids it has: all of them when
+ * few, else the closest ones. */
+static void not_in_manifest(const cli_loras *ls, cJSON *man, const char *id) {
+    char list[1024] = "";
+    size_t k = 0, best = (size_t)-1;
+    int n_ids = 0;
+    cJSON *cat, *e;
+    cJSON_ArrayForEach(cat, man) cJSON_ArrayForEach(e, cat) {
+        cJSON *v = cJSON_GetObjectItem(e, "id");
+        if (!cJSON_IsString(v)) continue;
+        n_ids++;
+        size_t d = edit_distance(id, v->valuestring);
+        if (d < best) best = d;
+    }
+    int all = n_ids <= 16;
+    cJSON_ArrayForEach(cat, man) cJSON_ArrayForEach(e, cat) {
+        cJSON *v = cJSON_GetObjectItem(e, "id");
+        if (!cJSON_IsString(v) || (!all && edit_distance(id, v->valuestring) != best)) continue;
+        if (k + strlen(v->valuestring) + 8 >= sizeof list) {
+            snprintf(list + k, sizeof list - k, ", ...");
+            break;
+        }
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", k ? ", " : "", v->valuestring);
+    }
+    if (n_ids == 0)
+        cli_error("--lora %s: not in --manifest %s, which lists no LoRA ids (and no such file)", id, ls->manifest);
+    else
+        cli_error("--lora %s: not in --manifest %s (and no such file); %s: %s", id, ls->manifest,
+                  all ? "its ids are" : "closest ids", list);
+}
+
+/* Fill l from the manifest entry `id` when l->file names one; *found says
+ * whether it did. */
+static int resolve_manifest(cli_loras *ls, cJSON *man, cli_lora *l, const char *mdir, int *found) {
+    *found = 0;
     cJSON *cat;
     cJSON_ArrayForEach(cat, man) {
         cJSON *e;
@@ -207,6 +261,7 @@ static int resolve_manifest(cli_loras *ls, cJSON *man, cli_lora *l, const char *
             cJSON *tr = cJSON_GetObjectItem(e, "trigger"), *t;
             if (l->n_trig == 0)
                 cJSON_ArrayForEach(t, tr) if (cJSON_IsString(t) && add_trigger(l, t->valuestring) <= 0) return 0;
+            *found = 1;
             return 1;
         }
     }
@@ -247,12 +302,16 @@ int cli_loras_load(cli_loras *ls, lmx_model *m, int triggers_matter, int quiet) 
         char *slash = mdir ? strrchr(mdir, '/') : NULL;
         if (slash) *slash = 0;
         const char *dir = slash ? mdir : ".";
-        for (int i = 0; i < ls->n; i++)
-            if (!resolve_manifest(ls, man, &ls->v[i], dir)) {
+        for (int i = 0; i < ls->n; i++) {
+            int found = 0;
+            struct stat sb;
+            if (!resolve_manifest(ls, man, &ls->v[i], dir, &found) ||
+                (!found && stat(ls->v[i].file, &sb) != 0 && (not_in_manifest(ls, man, ls->v[i].file), 1))) {
                 free(mdir);
                 cJSON_Delete(man);
                 return CLI_FAIL;
             }
+        }
         free(mdir);
         cJSON_Delete(man);
     }
@@ -267,6 +326,11 @@ int cli_loras_load(cli_loras *ls, lmx_model *m, int triggers_matter, int quiet) 
             const char *dot = strrchr(b, '.');
             l->name = trim_dup(b, dot && dot != b ? (size_t)(dot - b) : strlen(b));
             if (!l->name) return CLI_FAIL;
+        }
+        struct stat sb;
+        if (!ls->manifest && !strchr(l->file, '/') && !strchr(l->file, '.') && stat(l->file, &sb) != 0) {
+            cli_error("--lora %s: no such file (a LoRA id of a lora_info JSON needs --manifest FILE)", l->file);
+            return CLI_FAIL;
         }
         lmx_status st = lmx_lora_load(&ls->handles[i], m, l->file);
         if (st != LMX_OK) return cli_fail_status(st);
@@ -284,7 +348,8 @@ int cli_loras_load(cli_loras *ls, lmx_model *m, int triggers_matter, int quiet) 
             fprintf(stderr, "loramix: %s: LoRA %s has no trigger words (give them with --trigger after its --lora)%s%s%s\n",
                     triggers_matter ? "warning" : "note", l->name,
                     *tags ? "; its training tags suggest: " : "", tags,
-                    triggers_matter ? "; the prompt-aware weights treat it as the spec's no-trigger case" : "");
+                    triggers_matter ? "; the prompt-aware weights give it the fixed no-trigger score "
+                                     "(docs/composition.md, 'Prompt-aware weights')" : "");
         }
     }
     return CLI_OK;

@@ -82,6 +82,14 @@ static char *encode(const uint32_t *v, size_t n) {
     return s;
 }
 
+lmx_status compose_check_utf8(const char *s, const char *what) {
+    uint32_t *v = NULL;
+    size_t n = 0;
+    lmx_status st = decode(s, what, &v, &n);
+    lmx_free(v);
+    return st;
+}
+
 size_t compose_utf8_len(const char *s) {
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) n += (*p & 0xC0) != 0x80;

@@ -102,6 +102,9 @@ lmx_status compose_ablate(const char *prompt, const char *const *triggers, int n
  * none). */
 lmx_status compose_trigger_string(const char *const *triggers, int n_triggers, char **out);
 
+/* LMX_ERR_ARG "<what>: invalid UTF-8 at byte N" unless s is valid UTF-8. */
+lmx_status compose_check_utf8(const char *s, const char *what);
+
 /* Python len(): code points of valid UTF-8 (bytes of anything else count 1). */
 size_t compose_utf8_len(const char *s);
 

@@ -218,7 +218,10 @@ lmx_status compose_prompt_weights(const compose_encoder *enc, const char *prompt
         goto done;
     }
 
-    /* The texts: P, then P \ i (PAW) or S_i (PTW). */
+    /* The texts: P, then P \ i (PAW) or S_i (PTW). The prompt is checked
+     * first, so that its error is not reported as the first LoRA's. */
+    st = compose_check_utf8(prompt, "prompt");
+    if (st != LMX_OK) goto done;
     texts[0] = prompt;
     for (int i = 0; i < n; i++) {
         const lmx_lora_use *u = &loras[i];
@@ -254,7 +257,8 @@ lmx_status compose_prompt_weights(const compose_encoder *enc, const char *prompt
         }
         }
         if (out->edge[i] == COMPOSE_EDGE_NO_TRIGGERS)
-            lmx_warn("LoRA '%s' has no trigger phrases: its %s score is %g (methods.md §7)", label_of(&loras[i]),
+            lmx_warn("LoRA '%s' has no trigger phrases: its %s score is the fixed %g "
+                     "(docs/composition.md, 'Prompt-aware weights')", label_of(&loras[i]),
                      paw ? "PAW" : "PTW", out->score[i]);
     }
     if (paw) compose_paw_weights(out->score, out->edge, n, out->a, out->w);

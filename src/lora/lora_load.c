@@ -761,7 +761,8 @@ static lmx_status load_impl(lmx_lora **out, const lora_targets *t, const sd_mode
     if (l->info[LORA_UNET].n_dropped &&
         (st = add_warning(l,
                           "%d module%s on conv_in/conv_out/time_embedding ignored, as diffusers does "
-                          "(its kohya conversion cannot name them); apply them with apply_dropped",
+                          "(its kohya conversion cannot name them); the loader option apply_dropped "
+                          "(`loramix lora inspect --apply-all`) applies them",
                           l->info[LORA_UNET].n_dropped, l->info[LORA_UNET].n_dropped == 1 ? "" : "s")))
         goto fail;
     if ((l->formats & LORA_FMT_KOHYA_LDM) &&

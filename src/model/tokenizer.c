@@ -1242,10 +1242,10 @@ static lmx_status encode_span(enc *e, const uint8_t *text, size_t a, size_t b, u
  * text between them through _tokenize. */
 static lmx_status encode_all(enc *e, const char *text, ptrdiff_t len) {
     const tok_tokenizer *t = e->t;
-    if (!text) return lmx_err(LMX_ERR_ARG, "prompt: NULL text");
+    if (!text) return lmx_err(LMX_ERR_ARG, "NULL text");
     size_t n = len < 0 ? strlen(text) : (size_t)len;
     if (n > TOK_MAX_TEXT)
-        return lmx_err(LMX_ERR_ARG, "prompt: %zu bytes, more than the %d accepted", n, TOK_MAX_TEXT);
+        return lmx_err(LMX_ERR_ARG, "%zu bytes, more than the %d accepted", n, TOK_MAX_TEXT);
     const uint8_t *s = (const uint8_t *)text;
     if (!io_utf8_valid(s, n)) {
         size_t bad = 0;
@@ -1255,7 +1255,7 @@ static lmx_status encode_all(enc *e, const char *text, ptrdiff_t len) {
             if (l <= 0) break;
             bad += (size_t)l;
         }
-        return lmx_err(LMX_ERR_ARG, "prompt: invalid UTF-8 at byte %zu", bad);
+        return lmx_err(LMX_ERR_ARG, "invalid UTF-8 at byte %zu", bad);
     }
     uint32_t *cps = lmx_malloc((n + 1) * sizeof *cps);
     size_t *offs = e->track ? lmx_malloc((n + 1) * sizeof *offs) : NULL;

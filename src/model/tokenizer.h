@@ -21,7 +21,8 @@
  * tokenizer(text, padding="max_length", truncation=True) gives; or OpenAI's
  * clip.tokenize framing (pad 0; overflow keeps the first 77, last = EOT).
  *
- * Text is UTF-8; invalid UTF-8 is an LMX_ERR_ARG naming the byte offset.
+ * Text is UTF-8; invalid UTF-8 is an LMX_ERR_ARG naming the byte offset. The
+ * messages do not say which text it was: the caller prefixes that ("prompt: ").
  * Lengths: `len` < 0 means NUL-terminated; texts longer than TOK_MAX_TEXT
  * bytes are refused (BPE is quadratic in the length of a single word).
  *

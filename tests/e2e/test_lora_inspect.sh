@@ -121,10 +121,22 @@ run sdxl 1 inspect "$L/sdxl_kohya.safetensors"
 err_has sdxl "SDXL LoRA"
 run json-sdxl 1 inspect --json "$L/sdxl_kohya.safetensors"
 has json-sdxl '"error":'
-# a tiny-model LoRA against SD1.5's module list: the shapes do not fit
-run sd15 1 inspect "$L/char_kohya.safetensors"
-err_has sd15 "expected [4, 768]"
+# a tiny-model LoRA against SD1.5's module list: the shapes do not fit, and
+# inspect says so, describes the file and names --model (exit 0: the file is
+# fine, SD1.5 was only the default); against a model it does not fit: exit 1
+run sd15 0 inspect "$L/char_kohya.safetensors"
+has sd15 "matched against: SD1.5's module list (no --model)"
+has sd15 "does not fit SD1.5: "
+has sd15 "expected [4, 768]"
+has sd15 "kohya LoRA, SD1.x: 171 modules (UNet 159, text encoder 12), 10 on 3x3 convs, rank 4, alpha 2"
+has sd15 "widths: cross-attention 16, text encoder 16"
+has sd15 "loramix lora inspect --model PATH $L/char_kohya.safetensors"
 has sd15 "scarlett (40)"
+run json-sd15 0 inspect --json "$L/char_kohya.safetensors"
+has json-sd15 '"fits":false'
+has json-sd15 '"context_dim":16'
+run sd15-model 1 inspect --model "$M" "$L/sd15_mini_kohya.safetensors"
+err_has sd15-model "expected [1, 16]"
 run missing 1 inspect "$T/none.safetensors"
 err_has missing "none.safetensors"
 printf 'not a safetensors file at all' >"$T/junk.safetensors"
