@@ -165,6 +165,7 @@ while IFS='	' read -r f c a; do
     esac
     n_run=$((n_run + 1))
     echo "run   $f: $cmd"
+    rm -f "$T/w"/*.png # each example as a user runs it: no image from an earlier one
     (cd "$T/w" && PATH="$T/bin:$PATH" timeout 120 sh -c "$cmd" </dev/null >"$T/out" 2>"$T/err")
     rc=$?
     if [ $rc -ne 0 ]; then

@@ -23,10 +23,10 @@ lacks() { if grep -q -- "$2" "$T/err"; then echo "FAIL $1: stderr has '$2':"; ca
 
 # --- invalid UTF-8: the text is named once, and it is the right text -------
 bad=$(printf 'a red \377 fox')
-run 2 generate -q -m $M -p "$bad" -o "$T/x.png"
+run 2 generate -q -m $M -p "$bad" -o "$T/x.png" --overwrite
 has utf8-prompt "error: prompt: invalid UTF-8 at byte 6"
 lacks utf8-prompt "prompt: prompt:"
-run 2 generate -q -m $M -p fox -n "$bad" -o "$T/x.png"
+run 2 generate -q -m $M -p fox -n "$bad" -o "$T/x.png" --overwrite
 has utf8-negative "error: negative prompt: invalid UTF-8 at byte 6"
 lacks utf8-negative "prompt: prompt:"
 for w in paw ptw; do
@@ -41,7 +41,7 @@ has utf8-trigger "LoRA 'style_1': trigger: invalid UTF-8 at byte 2"
 
 # --- the CLI names its flags, not the library's fields --------------------
 # char_kohya has conv_in/time_embedding modules that are ignored by default.
-run 0 generate -m $M -p fox --steps 1 -W 64 -H 64 -o "$T/x.png" \
+run 0 generate -m $M -p fox --steps 1 -W 64 -H 64 -o "$T/x.png" --overwrite \
     --lora tests/fixtures/lora/char_kohya.safetensors --trigger scarlett
 has dropped-flag "lora inspect --apply-all"
 run 0 weights -m $M -p fox --lora $C/character_1.safetensors \
@@ -51,13 +51,13 @@ lacks no-trigger "methods.md"
 
 # --- a LoRA id the manifest lacks is named as such, with the ids it has ----
 MAN=data/testbed/reality_lora_info.json
-run 1 generate -q -m $M -p fox --steps 1 -W 64 -H 64 -o "$T/x.png" --manifest $MAN --lora character_9
+run 1 generate -q -m $M -p fox --steps 1 -W 64 -H 64 -o "$T/x.png" --overwrite --manifest $MAN --lora character_9
 has manifest-id "--lora character_9: not in --manifest $MAN"
 has manifest-id "character_1, character_2"
 lacks manifest-id "cannot open"
 run 1 weights -m $M -p fox --manifest $MAN --lora character_1 --lora style_9
 has manifest-id-weights "--lora style_9: not in --manifest"
-run 1 generate -q -m $M -p fox --steps 1 -W 64 -H 64 -o "$T/x.png" --lora character_9
+run 1 generate -q -m $M -p fox --steps 1 -W 64 -H 64 -o "$T/x.png" --overwrite --lora character_9
 has id-no-manifest "needs --manifest"
 
 [ $fail = 0 ] && echo "test_messages: ok"

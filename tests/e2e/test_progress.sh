@@ -9,7 +9,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0
 M=tests/fixtures/models/tiny-sd
-gen() { timeout 120 "$BIN" generate -m $M -p fox -W 32 -H 32 -o "$T/x.png" "$@"; }
+gen() { timeout 120 "$BIN" generate -m $M -p fox -W 32 -H 32 -o "$T/x.png" --overwrite "$@"; }
 
 # stderr to a file: lines
 gen --steps 4 --scheduler pndm 2>"$T/err" || { echo "FAIL pndm: exit $?"; cat "$T/err"; fail=1; }
