@@ -48,6 +48,7 @@ struct st_file {
     int *sorted;        /* tensor indices sorted by name, for st_find */
     int *meta_sorted;   /* metadata indices sorted by key, for st_meta_get */
     char *strings;      /* every name, key and value, NUL-terminated */
+    uint64_t n_compares; /* comparisons parse() made (st_open_compares) */
 };
 
 static const char *DTYPE_NAMES[ST_DTYPE_COUNT] = {"F32", "F16", "BF16", "I32", "I64"};
@@ -143,8 +144,14 @@ typedef struct span {
     int idx;
 } span;
 
+/* Comparisons made by the header sorts and duplicate checks of the parse
+ * running on this thread: a count of work tests can bound (qsort's
+ * comparator takes no context, hence thread-local). */
+static _Thread_local uint64_t tl_compares;
+
 static int cmp_span(const void *a, const void *b) {
     const span *x = a, *y = b;
+    tl_compares++;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     if (x->end != y->end) return x->end < y->end ? -1 : 1;
     return (x->idx > y->idx) - (x->idx < y->idx);
@@ -157,6 +164,7 @@ typedef struct named {
 
 static int cmp_named(const void *a, const void *b) {
     const named *x = a, *y = b;
+    tl_compares++;
     int c = strcmp(x->s, y->s);
     return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
 }
@@ -172,7 +180,7 @@ static int sort_names(const char *const *names, size_t stride, int n, int *out, 
     int dup = -1;
     for (int i = 0; i < n; i++) {
         out[i] = tmp[i].idx;
-        if (dup < 0 && i > 0 && !strcmp(tmp[i].s, tmp[i - 1].s)) dup = tmp[i].idx;
+        if (dup < 0 && i > 0 && (tl_compares++, !strcmp(tmp[i].s, tmp[i - 1].s))) dup = tmp[i].idx;
     }
     return dup;
 }
@@ -260,6 +268,7 @@ static lmx_status parse(st_file *f) {
     span *spans = NULL;
     named *tmp = NULL;
     char qn[QUOTE_MAX + 16], qm[QUOTE_MAX + 16];
+    tl_compares = 0;
 
     if (f->map_size < 8)
         return lmx_err(LMX_ERR_FORMAT,
@@ -459,12 +468,15 @@ static lmx_status parse(st_file *f) {
         }
     }
 done:
+    f->n_compares = tl_compares;
     lmx_free(tmp);
     lmx_free(spans);
     cJSON_Delete(root);
     lmx_free(json);
     return st;
 }
+
+uint64_t st_open_compares(const st_file *f) { return f ? f->n_compares : 0; }
 
 static lmx_status finish_open(st_file *f, st_file **out) {
     lmx_status st = parse(f);

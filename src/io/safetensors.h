@@ -88,6 +88,9 @@ const char *st_path(const st_file *f);
 int st_count(const st_file *f);
 uint64_t st_file_size(const st_file *f);                    /* bytes, whole file */
 uint64_t st_header_size(const st_file *f);                  /* bytes of JSON     */
+/* Name and offset comparisons the open made validating the header (sorts,
+ * duplicate and overlap checks): a count of work for tests, O(n log n). */
+uint64_t st_open_compares(const st_file *f);
 const st_tensor *st_at(const st_file *f, int i);            /* file header order */
 const st_tensor *st_find(const st_file *f, const char *name); /* NULL if absent */
 

@@ -90,7 +90,7 @@ static int64_t lora_floats(const clip_text *m, int64_t rows) {
 size_t clip_text_arena_bytes(const clip_text *m, int B, int L) {
     int64_t M = (int64_t)B * L, C = m->cfg.hidden;
     int64_t lr = lora_floats(m, L);
-    return 6 * nn_bytes(M * C) + nn_bytes(M * m->cfg.intermediate) + (lr ? nn_bytes(lr) : 0) + 256;
+    return 6 * nn_bytes(M * C) + nn_bytes(M * m->cfg.intermediate) + (lr ? nn_bytes(lr) : 0) + NN_ARENA_SLACK;
 }
 
 lmx_status clip_text_forward(const clip_text *m, nn_run *run, const int64_t *ids, int B, int L, int clip_skip,

@@ -127,6 +127,10 @@ static inline size_t nn_bytes(int64_t n_floats) {
 }
 /* n floats from the run's arena, NULL (error set) when full. */
 float *nn_alloc(nn_run *run, int64_t n_floats);
+/* The fixed slack every arena planner adds on top of the granules it counts:
+ * a forward's measured peak is exactly its plan minus this
+ * (tests/unit/test_arena_plan.c holds each planner to that). */
+#define NN_ARENA_SLACK 256
 
 /* Linear on rows: y[M, n_out] (=|+=) x[M, n_in]·W^T + b. The M rows are rows
  * row0 .. row0+M-1 of a batch laid out sample-major with rows_per_sample

@@ -385,7 +385,7 @@ static void make_plan(const unet *u, int64_t B, int64_t h, int64_t w, int64_t Lc
     P->main_n = main_n;
     P->fixed = fixed;
     P->temp = temp;
-    P->total = fixed + temp + 256;
+    P->total = fixed + temp + NN_ARENA_SLACK;
 }
 
 size_t unet_arena_bytes(const unet *u, int B, int h, int w, int ctx_len) {

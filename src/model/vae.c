@@ -279,7 +279,7 @@ static void decode_plan(const vae *v, int64_t B, int64_t h, int64_t w, dplan *P)
     P->main_n = main_n;
     P->lora_n = lora_floats(v, H * W);
     P->temp = temp;
-    P->total = 2 * nn_bytes(main_n) + (P->lora_n ? nn_bytes(P->lora_n) : 0) + temp + 256;
+    P->total = 2 * nn_bytes(main_n) + (P->lora_n ? nn_bytes(P->lora_n) : 0) + temp + NN_ARENA_SLACK;
 }
 
 size_t vae_decode_arena_bytes(const vae *v, int B, int h, int w) {
@@ -417,7 +417,7 @@ static void encode_plan(const vae *v, int64_t B, int64_t H, int64_t W, dplan *P)
     P->main_n = main_n;
     P->lora_n = lora_floats(v, HW0);
     P->temp = temp;
-    P->total = 2 * nn_bytes(main_n) + (P->lora_n ? nn_bytes(P->lora_n) : 0) + temp + 256;
+    P->total = 2 * nn_bytes(main_n) + (P->lora_n ? nn_bytes(P->lora_n) : 0) + temp + NN_ARENA_SLACK;
 }
 
 size_t vae_encode_arena_bytes(const vae *v, int B, int H, int W) {
@@ -503,7 +503,7 @@ size_t vae_tiled_arena_bytes(const vae *v, int B, int h, int w, int tile) {
     int64_t C = v->cfg.out_channels;
     size_t rows = (size_t)(2 * g.cols) * nn_bytes((int64_t)B * g.Tp * g.Tp * C);
     return rows + nn_bytes((int64_t)B * tile * tile * v->cfg.latent_channels) +
-           vae_decode_arena_bytes(v, B, tile, tile) + 256;
+           vae_decode_arena_bytes(v, B, tile, tile) + NN_ARENA_SLACK;
 }
 
 /* b = blend of the last `e` rows (vertical) / columns of a into the first of b,

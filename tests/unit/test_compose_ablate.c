@@ -152,15 +152,13 @@ static void test_phrase(void) {
     CHECK(compose_utf8_len("") == 0 && compose_utf8_len("abc") == 3 && compose_utf8_len("caf\xc3\xa9") == 4 &&
               compose_utf8_len("\xf0\x9f\x98\x80!") == 2,
           "utf8 length");
-    /* a long run of spaces stays linear (and is collapsed) */
+    /* a long run of spaces is collapsed (its time: bench/bench_text) */
     size_t n = 200000;
     char *sp = lmx_malloc(n + 3);
     memset(sp, ' ', n);
     memcpy(sp + n, "a,", 3);
-    double t0 = lmx_now();
     CHECK_OK(compose_ablate(sp, NULL, 0, &got));
     CHECK(got && !strcmp(got, "a"), "spaces: '%.10s'", got ? got : "");
-    CHECK(lmx_now() - t0 < 2.0, "200k spaces took %.2f s", lmx_now() - t0);
     lmx_free(got);
     lmx_free(sp);
 }
