@@ -16,7 +16,7 @@
  *            the cost of reordering the activations NHWC -> nChw16c -> NHWC
  *            around it ("+reo", the price at module boundaries)
  * Peaks: the nominal 234 GFLOP/s fp32 / 468 bf16 of the 2-core Zen 4 (see
- * shared/notes/dependencies.md) and a short FMA-loop measurement.
+ * docs/benchmarks.md) and a short FMA-loop measurement.
  *
  * Usage: bench_ops [--threads N] [--filter a,b] [--reps N] [--warmup N]
  *                  [--batch B] [--no-wino] [--no-bf16] [--no-blocked] [--list]

@@ -183,7 +183,7 @@ lmx_lora_use lmx_lora_use_default(const lmx_lora *l);
 
 
 /* ---- multi-LoRA composition ---------------------------------------------
- * How several LoRAs share one generation (shared/spec/methods.md):
+ * How several LoRAs share one generation (docs/methods.md):
  *   MERGE        every LoRA active at every step, summed (the default)
  *   SWITCH       one LoRA per step, cycling every switch_steps steps
  *   COMPOSITE    every step, one UNet pass per LoRA; mean of the guided noise
@@ -224,7 +224,7 @@ typedef struct lmx_compose {
     lmx_weighting weighting;
     const double *manual_weights;  /* [n_loras] for LMX_WEIGHTING_MANUAL         */
     int switch_timing_reference;   /* 1: the reference code's one-step shift
-                                      (methods.md D3); 0: the clean schedule     */
+                                      (docs/methods.md D3); 0: the clean schedule */
     int round_half_up;             /* 1: block lengths round half up (D2)        */
     int weights_te_generation;     /* 1: PAW/PTW with the generation's TE LoRAs
                                       (D5); 0: the base text encoder (default)   */
@@ -259,7 +259,7 @@ const char *lmx_scheduler_name(lmx_scheduler s);           /* "dpm++2m", ... */
 lmx_status lmx_scheduler_parse(const char *name, lmx_scheduler *out);
 
 /* Which of torch's CPU normal-distribution kernels to reproduce: they differ
- * by up to 2e-6 in ~38% of the values (shared/spec/numerics.md §11). torch
+ * by up to 2e-6 in ~38% of the values (docs/numerics.md §11). torch
  * 2.8 takes the x86 kernel on every x86-64 CPU with AVX2 or AVX-512; ARM
  * (Apple silicon) and generic builds take the portable one. */
 typedef enum lmx_rng {
@@ -283,8 +283,8 @@ typedef struct lmx_gen_params {
     lmx_rng rng;                  /* torch kernel to match (default x86)    */
     uint64_t noise_skip;          /* draws of the initial-noise shape to skip on
                                      the seed's stream first: image k of a run
-                                     sharing one generator (testbed.md §3 ZHONG
-                                     protocol) is noise_skip = k; default 0     */
+                                     sharing one generator (docs/testbed.md §3,
+                                     ZHONG protocol) is noise_skip = k; default 0 */
     lmx_scheduler scheduler;
     const char *timestep_spacing; /* NULL = config; "linspace", "leading", "trailing" */
     int karras_sigmas;            /* 1: use_karras_sigmas=true whatever the model's

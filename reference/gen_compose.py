@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """gen_compose.py - multi-LoRA composition on diffusers + peft, written from
-shared/spec/methods.md (not from the papers' repositories), and its goldens.
+docs/methods.md (not from the papers' repositories), and its goldens.
 
 Writes under tests/fixtures/compose/:
 
@@ -16,12 +16,12 @@ Writes under tests/fixtures/compose/:
                      leaves the "to_q_lora" keys unconverted)
         style_1      fp32, rank 2, no alpha (scale 1): UNet attn1 + attn2 q/k/v/out, ff;
                      TE out_proj, fc2
-      Their ids, categories and triggers are the reality testbed's (testbed.md §1).
+      Their ids, categories and triggers are the reality testbed's (docs/testbed.md §1).
 
   ablation.json
-      PAW ablated prompts P\\i and PTW trigger strings S_i (methods.md §7.2-7.3) computed with
+      PAW ablated prompts P\\i and PTW trigger strings S_i (docs/methods.md §7.2-7.3) computed with
       Python's `re` exactly as §7.2 for every composition set of both testbed subsets
-      (480 sets, testbed.md §5), plus synthetic strings that probe the regex semantics
+      (480 sets, docs/testbed.md §5), plus synthetic strings that probe the regex semantics
       (case folding, word boundaries, Unicode, whitespace, commas).
 
   golden_weights.safetensors
@@ -33,8 +33,8 @@ Writes under tests/fixtures/compose/:
 
   golden_methods.safetensors
       every method (merge, switch, composite, w-switch, w-composite) for N = 2 and N = 3 with
-      a manual denoising loop (methods.md §3): DPMSolverMultistepScheduler built from the
-      model's scheduler_config.json with algorithm_type "dpmsolver++" (testbed.md §2), 64x64,
+      a manual denoising loop (docs/methods.md §3): DPMSolverMultistepScheduler built from the
+      model's scheduler_config.json with algorithm_type "dpmsolver++" (docs/testbed.md §2), 64x64,
       CFG, fixed seed, lambda = 0.8 as cross_attention_kwargs={"scale"} (UNet) and
       encode_prompt(lora_scale=) (TE), LoRAs via load_lora_weights(adapter_name=) and
       set_adapters. "<case>.latents" [1,4,8,8] final latents, "<case>.image_u8" [1,64,64,3] (for the
@@ -68,7 +68,7 @@ from common import FIXTURES, save_golden, setup  # noqa: E402
 SEED = 2402
 OUT = os.path.join(FIXTURES, "compose")
 FOLDER = os.path.join(FIXTURES, "models", "tiny-sd")
-SPEC = os.path.join(common.ROOT, "data", "testbed")  # the testbed's LoRA lists (testbed.md §1)
+SPEC = os.path.join(common.ROOT, "data", "testbed")  # the testbed's LoRA lists (docs/testbed.md §1)
 LAM = 0.8
 
 REALITY_BASE = ("RAW photo, subject, 8k uhd, dslr, high quality, Fujifilm XT3, "
@@ -83,10 +83,10 @@ LORAS = {  # id -> (category, triggers), the reality testbed's
 }
 
 
-# ---- the method definitions (methods.md §5, §7, §8) -----------------------------------
+# ---- the method definitions (docs/methods.md §5, §7, §8) -----------------------------------
 
 def ablate(prompt, triggers):
-    """P \\ i, methods.md §7.2, literally."""
+    """P \\ i, docs/methods.md §7.2, literally."""
     p = prompt
     for t in triggers:
         p = re.sub(r"\b" + re.escape(t) + r"\b", "", p, flags=re.IGNORECASE)
@@ -282,7 +282,7 @@ def ablation_vectors():
           f"{len(syn)} synthetic)")
     r = {k[1:]: v for k, v in full.items() if k[0] == "reality"}
     a = {k[1:]: v for k, v in full.items() if k[0] == "anime"}
-    # the spec's vectors (methods.md §10.4) hold
+    # the spec's vectors (docs/methods.md §10.4) hold
     B = REALITY_BASE
     assert r[("character_1", "clothing_1")][0] == B + ", , , mahalaiuniform, white shirt short sleeves, black pencil skirt"
     assert r[("character_3", "style_2")][1] == B + ", th3r0ck with no hair, muscular male, serious look on his face"
@@ -311,7 +311,7 @@ def embed(tok, te, texts, pool):
 
 
 def prompt_weights(tok, te, prompt, loras, kind, pool):
-    """methods.md §7: returns texts, scores (before floor), a, w, edges, e."""
+    """docs/methods.md §7: returns texts, scores (before floor), a, w, edges, e."""
     texts, edges = [], []
     for lid, (cat, trig) in loras:
         if kind == "paw":
@@ -427,7 +427,7 @@ def weights_goldens(pipe):
         print(f"  {c['name']:18s} scores {' '.join(f'{x:.5f}' for x in sc)}  w {' '.join(f'{x:.4f}' for x in w)}")
     save_golden("compose/golden_weights.safetensors", tensors, SEED, extra_meta={
         "cases": json.dumps(meta), "lora_scale": str(LAM),
-        "call": "CLIPTextModel(ids)[0] per text; pooled; F.cosine_similarity; methods.md §7"})
+        "call": "CLIPTextModel(ids)[0] per text; pooled; F.cosine_similarity; docs/methods.md §7"})
 
 
 # ---- the five methods ---------------------------------------------------------------------------
@@ -441,7 +441,7 @@ def load_pipe():
 
 
 def make_scheduler():
-    """testbed.md §2: the checkpoint's JSON with algorithm_type = dpmsolver++."""
+    """docs/testbed.md §2: the checkpoint's JSON with algorithm_type = dpmsolver++."""
     from diffusers import DPMSolverMultistepScheduler
     with open(os.path.join(FOLDER, "scheduler", "scheduler_config.json")) as f:
         cfg = json.load(f)

@@ -1,4 +1,4 @@
-"""Reference enumeration of the ComposLoRA testbed (shared/spec/testbed.md §4-§5).
+"""Reference enumeration of the ComposLoRA testbed (docs/testbed.md §4-§5).
 
 Writes the golden lists the C tests compare `loramix testbed plan` against:
 
@@ -37,7 +37,7 @@ COUNTS = {2: 24, 3: 72, 4: 96, 5: 48}
 
 
 def generate_combinations(info, n):
-    """testbed.md §5, verbatim in substance."""
+    """docs/testbed.md §5, verbatim in substance."""
     cats = list(info.keys())
     others = [c for c in cats if c != "character"]
     for types in combinations(others, n - 1):
@@ -55,7 +55,7 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     head = [f"# format_version {FORMAT_VERSION}",
             f"# command {command()}",
-            "# the reference enumeration of shared/spec/testbed.md §5 (utils.generate_combinations)"]
+            "# the reference enumeration of docs/testbed.md §5 (utils.generate_combinations)"]
     rows = []
     for subset in SUBSETS:
         with open(os.path.join(ROOT, "data", "testbed", f"{subset}_lora_info.json"), "rb") as f:

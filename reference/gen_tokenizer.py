@@ -57,7 +57,7 @@ from transformers.models.clip.tokenization_clip import bytes_to_unicode  # noqa:
 
 SEED = 1234
 OUT = os.path.join(common.FIXTURES, "tokenizer")
-SPEC = "/work/shared/spec"
+SPEC = os.path.join(common.ROOT, "data")  # data/testbed/: the upstream lora_info files, byte for byte
 GZ = os.path.join(common.ROOT, "data", "clip", "bpe_simple_vocab_16e6.txt.gz")
 
 # ---------------------------------------------------------------- files
@@ -142,7 +142,7 @@ def load_tokenizers(sd15, sd2):
 
 
 def testbed_prompts():
-    """Every testbed prompt (testbed.md §4-§5), the ablated prompts (methods.md §7.2) and the
+    """Every testbed prompt (docs/testbed.md §4-§5), the ablated prompts (docs/methods.md §7.2) and the
     trigger strings (§7.3). Returns (full prompts, ablated, triggers, negatives, bases)."""
     base = {"anime": "masterpiece, best quality",
             "reality": "RAW photo, subject, 8k uhd, dslr, high quality, Fujifilm XT3, "

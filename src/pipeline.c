@@ -2,7 +2,7 @@
  * pipeline.c - txt2img: the one file that sees every module (tokenizer, text
  * encoder, UNet, scheduler, VAE, LoRA) and implements the public generation
  * API of loramix.h. It mirrors diffusers 0.32.2 StableDiffusionPipeline
- * .__call__ (shared/spec/numerics.md §1):
+ * .__call__ (docs/numerics.md §1):
  *
  *   E_neg, E_pos = text_encoder(tokenize(negative)), text_encoder(tokenize(prompt))
  *   x = randn([n, 4, h, w], torch.manual_seed(seed)) * init_noise_sigma
@@ -220,7 +220,7 @@ static void to_nhwc_batch(const float *x, float *y, int n, int C, int h, int w, 
 }
 
 /* uint8 = round_half_even(clamp(y/2 + 0.5, 0, 1) · 255), as diffusers'
- * VaeImageProcessor.postprocess + numpy_to_pil (numerics.md §10). */
+ * VaeImageProcessor.postprocess + numpy_to_pil (docs/numerics.md §10). */
 /* The first non-finite value's index, or -1. A plain loop: the build does
  * not use -ffast-math, so isfinite is honoured. */
 static int64_t first_nonfinite(const float *x, int64_t n) {
@@ -520,7 +520,7 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
      * (torch's x86 kernel, which torch 2.8 also takes on AVX-512 machines). */
     rng_state rng;
     rng_init(&rng, p->seed, p->rng == LMX_RNG_TORCH_PORTABLE ? RNG_PATH_PORTABLE : RNG_PATH_AVX2);
-    /* Shared-stream protocol (testbed.md §3): earlier images' draws first. */
+    /* Shared-stream protocol (docs/testbed.md §3): earlier images' draws first. */
     for (uint64_t s = 0; s < p->noise_skip; s++) rng_randn(&rng, x, lat);
     rng_randn(&rng, x, lat);
     sched_init_noise(sch, x, lat);

@@ -1,6 +1,6 @@
 /*
  * pipeline_lora.c - the LoRA side of one generation: turn the composition
- * plan (src/compose, shared/spec/methods.md) into the scale tables the
+ * plan (src/compose, docs/methods.md) into the scale tables the
  * networks read (the branches are combined by compose_plan_combine).
  *
  * Every LoRA loaded for a model is attached to its layers with lora_index =

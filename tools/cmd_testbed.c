@@ -1,6 +1,6 @@
 /*
  * cmd_testbed.c - `loramix testbed plan|run|merge`: the ComposLoRA
- * multi-LoRA composition testbed (shared/spec/testbed.md) as a resumable,
+ * multi-LoRA composition testbed (docs/testbed.md) as a resumable,
  * shardable benchmark. Thin: flags -> src/testbed (testbed.h has the job
  * order, naming and sharding rules; docs/testbed.md the recipes).
  */
@@ -44,7 +44,7 @@ static const char SELECT_HELP[] =
     "      --testbed-dir DIR  a custom testbed definition (testbed.json and its\n"
     "                         lora_info files) instead of the bundled one\n"
     "\n"
-    "job order: subset, N, set (testbed.md section 5), method, seed (innermost).\n";
+    "job order: subset, N, set (docs/testbed.md section 5), method, seed (innermost).\n";
 
 static const char PLAN_HELP[] =
     "usage: loramix testbed plan [options]\n"

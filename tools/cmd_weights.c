@@ -1,7 +1,7 @@
 /*
  * cmd_weights.c - `loramix weights`: the prompt-aware importance weights of
  * W-Switch (PAW) and W-Composite (PTW) for a prompt and a set of LoRAs,
- * without generating (shared/spec/methods.md §7). Prints, per LoRA, the raw
+ * without generating (docs/methods.md §7). Prints, per LoRA, the raw
  * score (1 - cos for PAW, cos for PTW), the floored value, the weight and
  * the text that was encoded (the ablated prompt or the trigger string), and
  * for PAW the W-Switch block lengths. The numbers come from

@@ -1,6 +1,6 @@
 /*
  * ablate.c - the strings of the prompt-aware weights: PAW's ablated prompt
- * P \ i and PTW's trigger string (shared/spec/methods.md §7.2-7.3, test
+ * P \ i and PTW's trigger string (docs/methods.md §7.2-7.3, test
  * vectors §10.4), reproducing the reference code's Python `re` calls:
  *
  *     for t in triggers_i:

@@ -1,7 +1,7 @@
 /*
  * compose.h - multi-LoRA composition: which LoRAs are active at each
  * denoising step, on which branch of the UNet batch, in the text encoder, and
- * how branch outputs combine (shared/spec/methods.md §3-§10, decisions §13).
+ * how branch outputs combine (docs/methods.md §3-§10, decisions §13).
  *
  *   Merge        all N LoRAs in the UNet at every step, one branch       (§4)
  *   Switch       one LoRA per step, cycling every tau steps              (§5)
@@ -33,7 +33,7 @@
  *     compose_plan_free(&cp);
  *
  * Reference semantics: the official code of Zhong et al. (LoRA Switch,
- * Composite) and Tsoumplekas et al. (W-Switch, W-Composite) as methods.md
+ * Composite) and Tsoumplekas et al. (W-Switch, W-Composite) as docs/methods.md
  * describes them; the Python mirror is reference/gen_compose.py.
  */
 #ifndef LMX_COMPOSE_H

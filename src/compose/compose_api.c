@@ -66,7 +66,7 @@ lmx_compose lmx_compose_default(void) {
 }
 
 /* Prompt-aware weights with the context's model: the base text encoder (no
- * LoRA, methods.md D5 default), mean over all 77 positions (D7), one batched
+ * LoRA, docs/methods.md D5 default), mean over all 77 positions (D7), one batched
  * text-encoder pass. DEFAULT means uniform here (no method to pick from). */
 lmx_status lmx_prompt_weights(lmx_ctx *ctx, const char *prompt, const lmx_lora_use *loras, int n,
                               lmx_weighting weighting, double *w, double *raw) {

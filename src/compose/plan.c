@@ -2,7 +2,7 @@
  * plan.c - the composition plan of one generation: which LoRAs the text
  * encoder uses for the prompt, which LoRAs each UNet branch uses at each
  * step, and how the branches combine into the guided noise
- * (shared/spec/methods.md §3-§9, decisions D1-D9, D14).
+ * (docs/methods.md §3-§9, decisions D1-D9, D14).
  *
  *   method       TE LoRAs (D6)  branches  UNet LoRAs of step k     combine
  *   merge        all N          1         all N                    CFG

@@ -1,6 +1,6 @@
 /*
  * schedule.c - the per-step LoRA schedules of LoRA Switch and W-Switch
- * (shared/spec/methods.md §5, §8, test vectors §10.1 and §10.3).
+ * (docs/methods.md §5, §8, test vectors §10.1 and §10.3).
  *
  * Switch (Zhong et al.): the paper's i(t) = floor(((t-1) mod N·tau) / tau)
  * in 0-based steps, or the reference code's callback timing, which switches

@@ -1,6 +1,6 @@
 /*
  * weights.c - the prompt-aware importance weights of the W-methods
- * (shared/spec/methods.md §7, decisions D5, D7, D8; test vectors §10.2),
+ * (docs/methods.md §7, decisions D5, D7, D8; test vectors §10.2),
  * mirroring benchmark_multi_loras.py of Tsoumplekas et al.:
  *
  *   e(s)  = mean over all 77 positions of last_hidden_state(tokenize(s))

@@ -3,7 +3,7 @@
  * match them against a model's own layers, apply them at runtime (side
  * paths on the nn_layer hook) or merged into private weight copies.
  *
- * Formats (docs/lora.md, shared/spec/methods.md §2.4):
+ * Formats (docs/lora.md, docs/methods.md §2.4):
  *   - kohya sd-scripts: "lora_unet_<path>" / "lora_te_<path>" with '.'
  *     flattened to '_', tensors ".lora_down.weight", ".lora_up.weight",
  *     ".alpha"; UNet paths in the diffusers dialect (down_blocks_0_...) or the
@@ -19,7 +19,7 @@
  *   Refused with a message: LyCORIS (LoHa, LoKr, Tucker lora_mid, DoRA,
  *   OFT, full diff, ...), SDXL and SD2.x LoRAs.
  *
- * Scaling (methods.md §2.2): a module's factor is alpha/rank, alpha = rank
+ * Scaling (docs/methods.md §2.2): a module's factor is alpha/rank, alpha = rank
  * when the module has no alpha tensor ("own"); lora_opts.scaling can instead
  * reproduce what diffusers 0.32.2 + peft 0.12.0 compute for files whose
  * alpha or rank is not uniform within a component. Both are computed for
@@ -62,7 +62,7 @@ enum {
 
 typedef enum lora_scaling {
     LORA_SCALING_OWN = 0,    /* each module's own alpha / rank (alpha = rank if absent) */
-    LORA_SCALING_DIFFUSERS,  /* diffusers 0.32.2 + peft 0.12.0 (methods.md §2.2)        */
+    LORA_SCALING_DIFFUSERS,  /* diffusers 0.32.2 + peft 0.12.0 (docs/methods.md §2.2)   */
 } lora_scaling;
 
 typedef struct lora_opts {

@@ -8,7 +8,7 @@
  * adapters stay attached; which LoRAs are active at a step, on which
  * samples and with which weight is only the scale table, so switching sets
  * between denoising steps costs nothing but a pointer (peft's
- * `result + lora_B(lora_A(x)) * scaling` in list order, methods.md §2.3).
+ * `result + lora_B(lora_A(x)) * scaling` in list order, docs/methods.md §2.3).
  *
  * Merged: W' = W + Σ_i w_i · scale · B_i A_i computed from the pristine
  * weights (re-read from the model's mapped file, nn_layer_weight_f32), into

@@ -23,7 +23,7 @@
  * Mirrors the conventions of kohya-ss sd-scripts networks/lora.py and
  * diffusers 0.32.2 loaders/lora_conversion_utils.py, utils/state_dict_utils.py
  * (the reference converts by string replacement; loramix resolves names
- * against the model's own module list instead, methods.md §2.4).
+ * against the model's own module list instead, docs/methods.md §2.4).
  */
 #include <string.h>
 

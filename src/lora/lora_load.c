@@ -385,7 +385,7 @@ static lmx_status check_module(lmx_lora *l, lora_module *m, const char *arch_hin
     return LMX_OK;
 }
 
-/* kohya modules diffusers' conversion cannot name (methods.md §2.4). */
+/* kohya modules diffusers' conversion cannot name (docs/methods.md §2.4). */
 static int dropped_by_reference(const lora_module *m) {
     static const char *paths[] = {"conv_in", "conv_out", "time_embedding.linear_1",
                                   "time_embedding.linear_2"};

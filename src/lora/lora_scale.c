@@ -3,7 +3,7 @@
  * module, so that loramix can say where it differs from "each module's own
  * alpha / rank" and reproduce it on request (lora_opts.scaling).
  *
- * What the reference does (methods.md §2.2; diffusers utils/peft_utils.py
+ * What the reference does (docs/methods.md §2.2; diffusers utils/peft_utils.py
  * get_peft_kwargs, loaders/peft.py _maybe_adjust_config, loaders/lora_base.py
  * _load_lora_into_text_encoder; peft tuners/lora/model.py
  * _create_and_replace), per component (UNet, text encoder):

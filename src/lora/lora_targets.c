@@ -11,7 +11,7 @@
  *   - the kohya flattening of that path ('.' -> '_'), the "diffusers" dialect;
  *   - for the UNet, the kohya flattening of the LDM path of the same module
  *     (keymap.c's diffusers -> LDM table: "input_blocks_1_1_proj_in"), the
- *     "ldm" dialect of methods.md §2.4.
+ *     "ldm" dialect of docs/methods.md §2.4.
  * A kohya key is resolved by looking its flattened stem up in this index,
  * so names that contain '_' themselves (proj_in, to_out_0, time_emb_proj,
  * self_attn_q_proj) need no guessing. Two different modules never flatten

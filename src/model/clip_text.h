@@ -10,7 +10,7 @@
  * (clip_skip 1 = "CLIP skip 2" in A1111); 0 gives last_hidden_state.
  *
  * Semantics: transformers 4.45.1 models/clip/modeling_clip.py;
- * numerics.md §3. Module paths for LoRA: "text_model.encoder.layers.{l}.
+ * docs/numerics.md §3. Module paths for LoRA: "text_model.encoder.layers.{l}.
  * self_attn.{q,k,v,out}_proj", "text_model.encoder.layers.{l}.mlp.fc{1,2}".
  */
 #ifndef LMX_MODEL_CLIP_TEXT_H

@@ -3,7 +3,7 @@
  * slow CLIPTokenizer (4.45.1) without ftfy (models/clip/tokenization_clip.py:
  * BasicTokenizer clean-up, the `regex` pattern, bpe(); tokenization_utils.py:
  * PreTrainedTokenizer.tokenize splitting added tokens out first, _is_control,
- * _is_whitespace). Spec: shared/spec/numerics.md §2. See tokenizer.h.
+ * _is_whitespace). Spec: docs/numerics.md §2. See tokenizer.h.
  *
  * Unicode. Python 3.11 answers every character question from Unicode 14.0;
  * Debian's libutf8proc 2.8 is Unicode 15.0. We take categories, NFC and

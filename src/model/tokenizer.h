@@ -2,7 +2,7 @@
  * tokenizer.h - the CLIP byte-level BPE tokenizer of SD1.x text encoders.
  *
  * Produces exactly the ids of transformers' slow CLIPTokenizer (4.45.1) when
- * ftfy is not installed (shared/spec/numerics.md §2), the path diffusers takes:
+ * ftfy is not installed (docs/numerics.md §2), the path diffusers takes:
  *   1. added/special tokens (<|startoftext|>, <|endoftext|>, the pad token,
  *      tokenizer_config's added_tokens_decoder) are split out of the raw text
  *      first and map straight to their ids;

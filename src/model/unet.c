@@ -9,7 +9,7 @@
  * next skip's size and a 3x3 conv), GroupNorm + SiLU + conv_out.
  * Transformer2D: GroupNorm(eps 1e-6) -> proj_in -> BasicTransformerBlock x d
  * (LN -> self-attn, LN -> cross-attn, LN -> GEGLU feed-forward, each
- * residual) -> proj_out, + input. Numerics: numerics.md §4.
+ * residual) -> proj_out, + input. Numerics: docs/numerics.md §4.
  *
  * Memory: one arena per (model, batch, resolution). Layout: time embedding
  * vectors, every skip tensor (the long-lived activations), one "main"

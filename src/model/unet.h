@@ -10,7 +10,7 @@
  *
  * Semantics: diffusers 0.32.2 models/unets/unet_2d_condition.py (+
  * unet_2d_blocks.py, resnet.py, transformers/transformer_2d.py,
- * attention.py, attention_processor.py, embeddings.py); numerics.md §4.
+ * attention.py, attention_processor.py, embeddings.py); docs/numerics.md §4.
  *
  * Usage:
  *     unet *u;  unet_load(&u, &src, &cfg);

@@ -19,7 +19,7 @@
  *
  * Semantics: diffusers 0.32.2 models/autoencoders/autoencoder_kl.py, vae.py,
  * unet_2d_blocks.py (UNetMidBlock2D, DownEncoderBlock2D, UpDecoderBlock2D),
- * attention_processor.py; numerics.md §10.
+ * attention_processor.py; docs/numerics.md §10.
  */
 #ifndef LMX_MODEL_VAE_H
 #define LMX_MODEL_VAE_H

@@ -3,7 +3,7 @@
  * with a tiled online softmax: the Lq x Lk score matrix is never formed.
  *
  * Reference: torch F.scaled_dot_product_attention (as diffusers' attention
- * processors and transformers' CLIP use it; shared/spec/numerics.md §3-§4,
+ * processors and transformers' CLIP use it; docs/numerics.md §3-§4,
  * §10): o = softmax(scale · q·kᵀ [+ causal mask]) · v per (batch, head), the
  * causal mask letting query i see keys 0..i (torch's is_causal, top-left
  * aligned when Lq != Lk).

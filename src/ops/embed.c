@@ -1,7 +1,7 @@
 /*
  * embed.c - the sinusoidal timestep embedding of diffusers
  * (models/embeddings.py get_timestep_embedding, as the SD1.5 UNet calls it
- * with flip_sin_to_cos=True, downscale_freq_shift=0; shared/spec/numerics.md
+ * with flip_sin_to_cos=True, downscale_freq_shift=0; docs/numerics.md
  * §4), evaluated in fp32 in the reference's operation order:
  *
  *   c    = fl(-ln(max_period))              (the double constant, rounded)

@@ -1,7 +1,7 @@
 /*
  * layout.c - NCHW <-> NHWC conversion (ops.h layout helpers), used at the
  * edges of the engine: golden files and the reference keep NCHW, every
- * kernel inside works on NHWC (shared/notes/design.md §1).
+ * kernel inside works on NHWC (docs/kernels.md "Layouts").
  *
  * Both directions are the same operation, a batched transpose of a [R, S]
  * matrix into [S, R] (NCHW -> NHWC: R = C, S = H·W), done in 32x32 tiles so

@@ -3,7 +3,7 @@
  * SiLU), layer_norm and row softmax.
  *
  * Reference: torch.nn.functional.group_norm / layer_norm / softmax (torch 2.8
- * CPU) as the SD1.5 UNet, VAE and CLIP use them (shared/spec/numerics.md
+ * CPU) as the SD1.5 UNet, VAE and CLIP use them (docs/numerics.md
  * §3-§4, §10): biased variance, (x - mean)/sqrt(var + eps), then ·γ + β;
  * GroupNorm statistics over (C/G channels x H·W) per (batch, group).
  *

@@ -143,7 +143,7 @@ void op_concat_channels(const float *a, int64_t Ca, const float *b, int64_t Cb, 
  * t[B] -> out[B, dim], half = dim/2,
  * exponent_j = -ln(max_period)·j / (half - shift), f_j = exp(exponent_j),
  * a_j = t·f_j, emb = [sin(a), cos(a)], swapped to [cos, sin] if flip_sin_to_cos;
- * evaluated in fp32 in the order of numerics.md §4. dim is even. */
+ * evaluated in fp32 in the order of docs/numerics.md §4. dim is even. */
 void op_timestep_embedding(const float *t, int64_t B, int64_t dim, int flip_sin_to_cos,
                            float shift, float max_period, float *out);
 

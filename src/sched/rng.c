@@ -1,6 +1,6 @@
 /*
  * rng.c - torch's CPU generator (MT19937) and its float32 rand/randn kernels,
- * written from the descriptions in shared/spec/numerics.md §11 and checked
+ * written from the descriptions in docs/numerics.md §11 and checked
  * bit for bit against torch 2.8.0 (tests/unit/test_rng.c,
  * reference/gen_sched.py).
  *

@@ -2,7 +2,7 @@
  * rng.h - torch's CPU random generator: MT19937, uniform and normal draws,
  * bit-exact with torch 2.8.0 for float32 tensors.
  *
- * What it reproduces (shared/spec/numerics.md §11; torch sources
+ * What it reproduces (docs/numerics.md §11; torch sources
  * aten/src/ATen/core/MT19937RNGEngine.h, core/TransformationHelper.h,
  * core/DistributionsHelper.h, native/cpu/DistributionTemplates.h):
  *
@@ -19,14 +19,14 @@
  *     uniform floats, then every block of 16 is Box-Muller transformed
  *     (u1 = 1 - d[j], u2 = d[j+8]); when numel % 16 != 0 the last 16
  *     positions get 16 fresh uniforms and are transformed again.
- *     torch has two kernels for that transform (numerics.md §11):
+ *     torch has two kernels for that transform (docs/numerics.md §11):
  *       RNG_PATH_AVX2 (default) - the vectorised x86 kernel with the
  *         avx_mathfun.h polynomials log256_ps/sincos256_ps, evaluated here
  *         lane by lane in scalar C with torch's FMA contractions. torch 2.8.0
  *         runs it on AVX2 *and* AVX-512 machines: on the reference machine
  *         (get_cpu_capability() == "AVX512") torch.randn equals the
  *         ATEN_CPU_CAPABILITY=avx2 output bit for bit, contrary to the
- *         "AVX-512 takes the portable path" guess of numerics.md §11.
+ *         "AVX-512 takes the portable path" guess of docs/numerics.md §11.
  *       RNG_PATH_PORTABLE - the generic kernel (non-x86 builds, or
  *         ATEN_CPU_CAPABILITY=default): glibc logf/cosf/sinf in fp32, theta
  *         rounded from a double product. Differs from the AVX2 kernel by a

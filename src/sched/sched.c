@@ -2,7 +2,7 @@
  * sched.c - the samplers: DPM-Solver++ (orders 1-3, midpoint/heun), DDIM,
  * Euler (discrete), Euler ancestral and PNDM (PLMS, and the Runge-Kutta
  * warm-up when skip_prk_steps is false), as the step() methods of diffusers
- * 0.32.2 compute them (shared/spec/numerics.md §7-§9).
+ * 0.32.2 compute them (docs/numerics.md §7-§9).
  *
  * Scalars are fp32 0-dim tensors in the reference: each arithmetic operation
  * and each function call below rounds to float, in the order of the Python

@@ -60,7 +60,7 @@
  * strings, wrong JSON types, out-of-range numbers) are LMX_ERR_FORMAT naming
  * the file and the key.
  *
- * Numerics: tables per numerics.md §5 (torch.linspace with its fused
+ * Numerics: tables per docs/numerics.md §5 (torch.linspace with its fused
  * multiply-add, cumprod accumulated in double); timesteps with numpy's
  * linspace/arange/rint semantics and numpy 1.x casting (§6); sampler scalars
  * as fp32 0-dim tensor arithmetic in the reference's order (§7, §8).
@@ -180,7 +180,7 @@ lmx_status sched_config_load(sched_config *out, sched_kind kind, const char *pat
  * class is not one of the five (the message names it). */
 lmx_status sched_json_class(const char *text, size_t n, const char *label, sched_kind *out);
 
-/* ---- training-schedule tables (numerics.md §5) ----
+/* ---- training-schedule tables (docs/numerics.md §5) ----
  * For a config: betas, alphas, alphas_cumprod and sigma = sqrt((1-acp)/acp),
  * num_train_timesteps values each (any pointer may be NULL). The same code
  * sched_create uses. */
@@ -242,7 +242,7 @@ const float *sched_sigmas(const sched *s, int *n_out);
 const float *sched_alphas_cumprod(const sched *s, int *n_out);
 const float *sched_sigma_table(const sched *s, int *n_out);
 
-/* DPM-Solver++ step scalars of step k (numerics.md §7), for tests: the
+/* DPM-Solver++ step scalars of step k (docs/numerics.md §7), for tests: the
  * order used, h, r0 (0 for first order), and c1 = s_t/s_0, c2 = a_t(e^-h-1),
  * c3 = the D1 coefficient (0.5*c2 for midpoint, a_t((e^-h-1)/h+1) for heun). */
 typedef struct sched_dpm_scalars {

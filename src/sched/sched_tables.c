@@ -1,6 +1,6 @@
 /*
  * sched_tables.c - training-schedule tables and set_timesteps for the five
- * schedulers (shared/spec/numerics.md §5, §6; diffusers 0.32.2 __init__ and
+ * schedulers (docs/numerics.md §5, §6; diffusers 0.32.2 __init__ and
  * set_timesteps of DPMSolverMultistep, DDIM, EulerDiscrete,
  * EulerAncestralDiscrete and PNDM).
  *

@@ -1,7 +1,7 @@
 /*
  * tb_data.c - reading the testbed definition: testbed.json (subsets with
  * their per-subset defaults, seed protocols, N values) and each subset's
- * lora_info file (shared/spec/testbed.md §1-§4).
+ * lora_info file (docs/testbed.md §1-§4).
  *
  * The lora_info files are the upstream anime_lora_info.json /
  * reality_lora_info.json, read as they are: the top-level key order is the

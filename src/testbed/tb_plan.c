@@ -1,7 +1,7 @@
 /*
  * tb_plan.c - the testbed's plan: which jobs exist, in which order, under
  * which names (testbed.h has the rules). The set enumeration mirrors the
- * reference utils.generate_combinations (shared/spec/testbed.md §5):
+ * reference utils.generate_combinations (docs/testbed.md §5):
  *
  *     others = categories without "character", in file order
  *     for types in itertools.combinations(others, N-1):     # lexicographic
@@ -325,7 +325,7 @@ lmx_status tb_enumerate(const tb_testbed *tb, int subset, int n, tb_set *sets, i
     return LMX_OK;
 }
 
-/* Prompt and slug of a set (testbed.md §4, §6). */
+/* Prompt and slug of a set (docs/testbed.md §4, §6). */
 static lmx_status set_strings(const tb_testbed *tb, tb_set *t) {
     const tb_subset *s = &tb->subsets[t->subset];
     size_t np = strlen(s->base_prompt) + 1, ns = 1;

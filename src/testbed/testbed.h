@@ -1,6 +1,6 @@
 /*
  * testbed.h - the ComposLoRA multi-LoRA composition testbed as a runnable
- * benchmark (shared/spec/testbed.md): its definition (the JSON files in data/testbed/),
+ * benchmark (docs/testbed.md): its definition (the JSON files in data/testbed/),
  * the enumeration of every composition set, job naming, sharding, the
  * resumable runner and the merge of shard outputs into one index.
  *
@@ -17,7 +17,7 @@
  * Plan order (the job index i, 0-based), outermost first:
  *     subset   in the selection order (anime before reality for "both")
  *     N        2, 3, 4, 5
- *     set      testbed.md §5: combinations of the non-character categories
+ *     set      docs/testbed.md §5: combinations of the non-character categories
  *              (lexicographic in file order), product over their LoRAs (last
  *              category fastest); set = 1-based position within (subset, N)
  *     method   in --methods order
@@ -27,7 +27,7 @@
  * the plan and need no coordination; every shard must be given the same
  * selection flags.
  *
- * Job names (testbed.md §6, WPAPER pattern with the method name, under a
+ * Job names (docs/testbed.md §6, WPAPER pattern with the method name, under a
  * subset folder so both subsets can share one output directory):
  *     {subset}/{method}_{N}/{id1}_..._{idN}_{j}_seed{seed}      (the job id)
  *     {out}/{job id}.png   the image,  {out}/{job id}.json   its sidecar

@@ -47,7 +47,7 @@ has dropped-flag "lora inspect --apply-all"
 run 0 weights -m $M -p fox --lora $C/character_1.safetensors \
     --lora $C/style_1.safetensors --trigger grain --weighting paw
 has no-trigger "docs/composition.md"
-lacks no-trigger "methods.md"
+lacks no-trigger "methods.md"   # standalone-ok: asserts the message cites no spec file
 
 # --- a LoRA id the manifest lacks is named as such, with the ids it has ----
 MAN=data/testbed/reality_lora_info.json

@@ -6,7 +6,7 @@
  * Golden: tests/fixtures/models/golden_tiny_sd.safetensors (reference/
  * gen_models.py): token ids of 4 prompts, last_hidden_state and the
  * clip_skip=1 output (hidden_states[-2] through final_layer_norm).
- * Tolerance (numerics.md §0): max-abs <= 1e-4.
+ * Tolerance (docs/numerics.md §0): max-abs <= 1e-4.
  */
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /*
- * test_compose_weights.c - PAW and PTW weights (methods.md §7) on the tiny
+ * test_compose_weights.c - PAW and PTW weights (docs/methods.md §7) on the tiny
  * model's real tokenizer and text encoder against the Python reference
  * (reference/gen_compose.py: transformers CLIPTextModel, fp32, one text per
  * call) -> tests/fixtures/compose/golden_weights.safetensors.

@@ -12,7 +12,7 @@
  * (The real SD1.5 single-file layout is checked by test_sd15_layout.c.)
  *
  * It builds the networks one after another in fp32 (UNet: 3.4 GB); it
- * prints its time and peak RSS. Tolerances (numerics.md §0): text
+ * prints its time and peak RSS. Tolerances (docs/numerics.md §0): text
  * max-abs <= 1e-4; UNet and VAE max-abs <= 1e-3 x max|ref|.
  */
 #include <sys/resource.h>

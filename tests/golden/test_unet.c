@@ -5,7 +5,7 @@
  * Cases (golden_tiny_sd.safetensors): a CFG batch of 2 (different latents,
  * contexts [uncond, cond]) at 8x8 for t = 999, 500, 1, 742.25 (a float
  * timestep as Euler passes) and per-sample t = (999, 10); a 9x7 latent at
- * t = 500 (the upsamplers resize to the skip sizes). Tolerance (numerics.md
+ * t = 500 (the upsamplers resize to the skip sizes). Tolerance (docs/numerics.md
  * §0): max-abs <= 1e-3 x max|ref|.
  * Also: arena accounting (nothing left allocated), a too-small arena is an
  * error, and batch independence (sample 1 alone = sample 1 in the batch).

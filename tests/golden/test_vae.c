@@ -7,7 +7,7 @@
  * Cases: decode of an 8x8 latent (-> 64x64) and of a batch of 2 at 6x5
  * (-> 48x40); tiled decode of 14x10 (tile 8 latents = sample_size/8,
  * overlap 0.25); encode of a 64x48 image to the moments (mean | logvar).
- * Tolerance: max-abs <= 1e-3 x max|ref| (as the UNet, numerics.md §0).
+ * Tolerance: max-abs <= 1e-3 x max|ref| (as the UNet, docs/numerics.md §0).
  */
 #include <string.h>
 

@@ -246,7 +246,7 @@ static int32_t f2i(float f) {
     return i;
 }
 
-/* numerics.md §4: the fp32 frequency of column j, as op_timestep_embedding
+/* docs/numerics.md §4: the fp32 frequency of column j, as op_timestep_embedding
  * computes it. */
 static float our_freq(int64_t j, int64_t half, float shift) {
     float e = ((float)(-log(10000.0)) * (float)j) / ((float)half - shift);

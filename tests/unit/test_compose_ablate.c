@@ -1,6 +1,6 @@
 /*
  * test_compose_ablate.c - PAW prompt ablation and PTW trigger strings
- * (src/compose/ablate.c) against shared/spec/methods.md §10.4 and against
+ * (src/compose/ablate.c) against docs/methods.md §10.4 and against
  * Python's `re` (reference/gen_compose.py -> tests/fixtures/compose/
  * ablation.json): every composition set of both testbed subsets (480 sets,
  * FNV-1a hashes of P\i, full text for every 16th set) and synthetic strings

@@ -1,7 +1,7 @@
 /*
  * test_compose_plan.c - the composition plan (src/compose/plan.c) and the
  * weight arithmetic (src/compose/weights.c) without a real text encoder:
- * methods.md §10.2 vectors and the PAW/PTW edge rules, pooling and cosine,
+ * docs/methods.md §10.2 vectors and the PAW/PTW edge rules, pooling and cosine,
  * compose_prompt_weights over the tiny model's tokenizer with a fake
  * encoder, the plan of every method (TE LoRAs, branches, per-step LoRAs,
  * scale tables, combine arithmetic), N = 1 and N = 0, and every argument

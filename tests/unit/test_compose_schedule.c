@@ -1,7 +1,7 @@
 /*
  * test_compose_schedule.c - the LoRA Switch and W-Switch schedules
  * (src/compose/schedule.c) against every test vector of
- * shared/spec/methods.md §10.1 and §10.3, the rounding rule (D2), the
+ * docs/methods.md §10.1 and §10.3, the rounding rule (D2), the
  * timing variants (D3), the character tail (D4), N = 1 and bad arguments.
  */
 #include <math.h>

@@ -1,6 +1,6 @@
 /* test_rng.c - torch's CPU generator (src/sched/rng.c), bit for bit.
  *
- * Checks: the test vectors of shared/spec/numerics.md §11 (raw MT19937
+ * Checks: the test vectors of docs/numerics.md §11 (raw MT19937
  * words, rand, the double path, the 16-value block on both paths, tails of
  * SD-sized latents) and the goldens of reference/gen_sched.py
  * (tests/fixtures/sched/rng.safetensors): full latents [1,4,8,8],
@@ -71,7 +71,7 @@ static void test_engine(void) {
 }
 
 static void test_spec_vectors(void) {
-    /* numerics.md §11: seed 42 randn(16), fp32 to 9 digits, both paths. */
+    /* docs/numerics.md §11: seed 42 randn(16), fp32 to 9 digits, both paths. */
     static const float portable[16] = {
         1.92691505f,  1.48728418f,  0.900717199f,   -2.10552144f, 0.678418458f, -1.23454499f,
         -0.0430674814f, -1.60466695f, -0.752136171f, 1.64872289f,  -0.392478645f, -1.40360665f,
@@ -142,7 +142,7 @@ static void test_spec_vectors(void) {
 
 static void test_stream(void) {
     /* The k-th randn(n) of one stream = elements [k n, (k+1) n) of randn(K n)
-     * when n is a multiple of 16 (numerics.md §11, testbed shared stream). */
+     * when n is a multiple of 16 (docs/numerics.md §11, testbed shared stream). */
     enum { N = 4 * 8 * 8, K = 3 };
     float one[K * N], parts[K * N];
     rng_state r;

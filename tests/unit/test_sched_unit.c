@@ -1,5 +1,5 @@
 /* test_sched_unit.c - the scheduler module without golden files: the
- * reference values of shared/spec/numerics.md §5 (table), §6 (timestep
+ * reference values of docs/numerics.md §5 (table), §6 (timestep
  * lists) and §7 (DPM-Solver++ step coefficients), config parsing and its
  * error messages, class defaults, API misuse, generator bookkeeping
  * (Euler-ancestral, diffusers 0.26.3's Euler draws), reset, and every
@@ -243,7 +243,7 @@ static void test_config(void) {
     CHECK(sched_kind_parse("lms", &k) == LMX_ERR_ARG && strstr(lmx_errmsg(), "'lms'"), "unknown sampler named");
     CHECK(!strcmp(sched_kind_name(SCHED_EULER_A), "euler_a") && !strcmp(sched_kind_name((sched_kind)42), "?"), "names");
 
-    /* Class defaults (numerics.md §8). */
+    /* Class defaults (docs/numerics.md §8). */
     sched_config d = sched_config_default(SCHED_DDIM);
     CHECK(d.clip_sample && d.set_alpha_to_one && d.timestep_spacing == SCHED_SPACING_LEADING &&
               d.beta_schedule == SCHED_BETA_LINEAR && d.beta_end == 0.02,

@@ -93,7 +93,7 @@ static void test_definition(const tb_testbed *tb) {
     CHECK(!a->vae && r->vae && !strcmp(r->vae, "stabilityai/sd-vae-ft-mse"), "VAEs");
     CHECK(!strcmp(a->base_model, "gsdf/Counterfeit-V2.5"), "anime model");
     CHECK(!strcmp(r->base_model, "SG161222/Realistic_Vision_V5.1_noVAE"), "reality model");
-    /* Spot checks of the LoRA table (testbed.md §1). */
+    /* Spot checks of the LoRA table (docs/testbed.md §1). */
     int k = tb_lora_find(r, "character_3");
     CHECK(k >= 0 && r->loras[k].n_triggers == 3 && !strcmp(r->loras[k].triggers[0], "th3r0ck with no hair"),
           "reality character_3 triggers");

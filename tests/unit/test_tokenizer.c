@@ -9,7 +9,7 @@
  *     vocab.json/merges.txt pair written here from the .gz, and
  *     tests/fixtures/models/tiny-sd/tokenizer when it exists;
  *   - padded sequences (SD1.5 pad 49407, SD2 pad "!" = 0, OpenAI framing);
- *   - the spec's test vectors (numerics.md §2, testbed.md §4);
+ *   - the spec's test vectors (docs/numerics.md §2, docs/testbed.md §4);
  *   - bad files and bad input, allocation failures, two threads at once;
  *   - timings (printed; loose bounds only, the machine is shared).
  */
@@ -411,7 +411,7 @@ static void test_vectors(void) {
     static const int32_t raw[] = {6323, 1125, 267, 10300, 267, 279, 330, 84, 4414, 267, 33740, 267, 1400,
                                   3027, 267, 24765, 1052, 274, 267, 2349, 268, 10130, 5352, 633, 19115, 705};
     const char *base = "RAW photo, subject, 8k uhd, dslr, high quality, Fujifilm XT3, half-length portrait from knees up";
-    CHECK(ids_equal(t, base, raw, 26), "reality base prompt (numerics.md §2)");
+    CHECK(ids_equal(t, base, raw, 26), "reality base prompt (docs/numerics.md §2)");
     int64_t out[TOK_CONTEXT];
     int n_raw = 0;
     CHECK_OK(tok_encode_padded(t, base, -1, out, &n_raw));
@@ -426,7 +426,7 @@ static void test_vectors(void) {
     for (int i = 1; i < 77; i++) ok &= out[i] == 49407;
     CHECK(ok, "empty prompt -> 49406, 76 x 49407");
 
-    /* Truncation (testbed.md §4). */
+    /* Truncation (docs/testbed.md §4). */
     char *lost = NULL;
     int partial = -1;
     CHECK_OK(tok_encode_padded(t, REALITY_NEG, -1, out, &n_raw));
@@ -454,7 +454,7 @@ static void test_vectors(void) {
                      "short sleeves, black pencil skirt, film overlay, film grain, lib_bg, library bookshelf, "
                      "transparent umbrella";
     CHECK_OK(tok_encode_padded(t, ex, -1, out, &n_raw));
-    CHECK(n_raw == 71 && out[72] == 49407, "testbed.md §4 example: %d tokens", n_raw);
+    CHECK(n_raw == 71 && out[72] == 49407, "docs/testbed.md §4 example: %d tokens", n_raw);
     CHECK_OK(tok_dropped_text(t, base, -1, &lost, &partial));
     CHECK(lost == NULL && partial == 0, "nothing dropped");
     /* a word split by the cut: "mahalaiuniform" -> maha + ... */

@@ -5,7 +5,7 @@
  *
  * Each function is the plain definition of what the fast kernel computes,
  * following the PyTorch reference (torch 2.8 CPU; diffusers 0.32 for the
- * timestep embedding; shared/spec/numerics.md §3-§4, §10):
+ * timestep embedding; docs/numerics.md §3-§4, §10):
  *   - sums and transcendental functions in double, one rounding to fp32 at
  *     the end; attention keeps the full score row (Lk doubles) per query;
  *   - the activations take their transcendental argument as torch forms it
@@ -14,7 +14,7 @@
  *   - index arithmetic of the resamplers in fp32 exactly as torch's
  *     UpSampleKernel.cpp does it (a different rounding there would pick a
  *     different source pixel), weights and sums in double;
- *   - the timestep embedding in the fp32 operation order of numerics.md §4
+ *   - the timestep embedding in the fp32 operation order of docs/numerics.md §4
  *     with libm's expf/sinf/cosf.
  * No threads, no blocking, no vector code: slow on purpose, tests only.
  */
@@ -324,7 +324,7 @@ void ref_resize_bicubic(const float *x, float *y, int64_t B, int64_t H, int64_t 
     ref_resize_sep(x, y, B, H, W, C, Ho, Wo, 1, antialias);
 }
 
-/* ---- timestep embedding: numerics.md §4, fp32 op by op ---- */
+/* ---- timestep embedding: docs/numerics.md §4, fp32 op by op ---- */
 
 void ref_timestep_embedding(const float *t, int64_t B, int64_t dim, int flip_sin_to_cos,
                             float shift, float max_period, float *out) {
