@@ -233,9 +233,11 @@ static int64_t first_nonfinite(const float *x, int64_t n) {
  * where (`what`), the LoRAs in play and whether one of them brought
  * NaN/Inf from its file. */
 static lmx_status nonfinite_err(const gen_plan *plan, const lmx_gen_params *p, int step, const char *what) {
-    char cul[1024];
-    pipeline_plan_culprits(plan, p, step, cul, sizeof cul);
-    return lmx_err(LMX_ERR_NUMERIC, "%s became NaN/Inf%s", what, cul);
+    lmx_sb cul = LMX_SB_INIT;
+    pipeline_plan_culprits(plan, p, step, &cul);
+    lmx_status st = lmx_err(LMX_ERR_NUMERIC, "%s became NaN/Inf%s", what, lmx_sb_str(&cul));
+    lmx_sb_free(&cul);
+    return st;
 }
 
 static void to_uint8(const float *img, uint8_t *out, int64_t n) {
@@ -252,25 +254,20 @@ static void to_uint8(const float *img, uint8_t *out, int64_t n) {
 
 static char *make_parameters(const lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi,
                              const gen_plan *plan, int idx) {
-    size_t cap = strlen(p->prompt) + strlen(p->negative_prompt ? p->negative_prompt : "") + 2048;
-    cap += 1024 + 256 * (size_t)p->n_loras; /* LoRA list and composition line */
-    char *s = lmx_malloc(cap);
-    if (!s) return NULL;
-    size_t k = 0;
-    k += (size_t)snprintf(s + k, cap - k, "%s\n", p->prompt);
-    if (p->negative_prompt && *p->negative_prompt)
-        k += (size_t)snprintf(s + k, cap - k, "Negative prompt: %s\n", p->negative_prompt);
-    k += (size_t)snprintf(s + k, cap - k,
-                          "Steps: %d, Sampler: %s%s, Schedule type: %s, CFG scale: %g, Seed: %llu, Size: %dx%d, Model: %s",
-                          p->steps, SCHED_A1111[gi->scheduler], gi->karras ? " Karras" : "",
-                          gi->karras ? "Karras" : gi->spacing, (double)p->guidance,
-                          (unsigned long long)p->seed, gi->width, gi->height, c->m->name);
-    if (p->n_images > 1) k += (size_t)snprintf(s + k, cap - k, ", Batch size: %d, Batch pos: %d", p->n_images, idx);
-    if (p->clip_skip > 0) k += (size_t)snprintf(s + k, cap - k, ", Clip skip: %d", p->clip_skip + 1);
-    if (c->m->params.vae_path) k += (size_t)snprintf(s + k, cap - k, ", VAE: %s", c->m->params.vae_path);
-    k += pipeline_loras_describe(c, p, plan, s + k, cap - k);
-    snprintf(s + k, cap - k, ", Version: loramix %s", lmx_version());
-    return s;
+    lmx_sb sb = LMX_SB_INIT;
+    lmx_sb_printf(&sb, "%s\n", p->prompt);
+    if (p->negative_prompt && *p->negative_prompt) lmx_sb_printf(&sb, "Negative prompt: %s\n", p->negative_prompt);
+    lmx_sb_printf(&sb,
+                  "Steps: %d, Sampler: %s%s, Schedule type: %s, CFG scale: %g, Seed: %llu, Size: %dx%d, Model: %s",
+                  p->steps, SCHED_A1111[gi->scheduler], gi->karras ? " Karras" : "",
+                  gi->karras ? "Karras" : gi->spacing, (double)p->guidance, (unsigned long long)p->seed, gi->width,
+                  gi->height, c->m->name);
+    if (p->n_images > 1) lmx_sb_printf(&sb, ", Batch size: %d, Batch pos: %d", p->n_images, idx);
+    if (p->clip_skip > 0) lmx_sb_printf(&sb, ", Clip skip: %d", p->clip_skip + 1);
+    if (c->m->params.vae_path) lmx_sb_printf(&sb, ", VAE: %s", c->m->params.vae_path);
+    pipeline_loras_describe(c, p, plan, &sb);
+    lmx_sb_printf(&sb, ", Version: loramix %s", lmx_version());
+    return lmx_sb_take(&sb);
 }
 
 static char *make_json(const lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi, const gen_plan *plan,

@@ -75,11 +75,12 @@ void pipeline_plan_free(gen_plan *plan);
  * LoRAs of the plan that ran at UNet call `step` (after
  * pipeline_plan_unet_scales of that step), or in the text encoder when
  * step < 0, then "; LoRA 'b' holds NaN/Inf values" for those whose file had
- * non-finite values at load. Empty when no LoRA is in use. */
-void pipeline_plan_culprits(const gen_plan *plan, const lmx_gen_params *p, int step, char *buf,
-                            size_t cap);
-size_t pipeline_loras_describe(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan,
-                               char *buf, size_t cap);
+ * non-finite values at load; appended to sb, whole (nothing when no LoRA
+ * is in use). */
+void pipeline_plan_culprits(const gen_plan *plan, const lmx_gen_params *p, int step, lmx_sb *sb);
+/* Append the A1111 LoRA part of the `parameters` text (", Lora: a:0.8 b:1,
+ * Composition: ...") to sb; nothing when no LoRA is in use. */
+void pipeline_loras_describe(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan, lmx_sb *sb);
 void pipeline_loras_json(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan, cJSON *j);
 void pipeline_loras_release(lmx_model *m);
 

@@ -132,15 +132,12 @@ void pipeline_plan_free(gen_plan *plan) {
     memset(plan, 0, sizeof *plan);
 }
 
-void pipeline_plan_culprits(const gen_plan *plan, const lmx_gen_params *p, int step, char *buf,
-                            size_t cap) {
-    size_t k = 0;
+void pipeline_plan_culprits(const gen_plan *plan, const lmx_gen_params *p, int step, lmx_sb *sb) {
     int n_act = 0;
-    buf[0] = 0;
     if (!p->n_loras || !plan->row_of) return;
     for (int pass = 0; pass < 2; pass++) {
         int first = 1;
-        for (int i = 0; i < p->n_loras && k < cap; i++) {
+        for (int i = 0; i < p->n_loras; i++) {
             const lmx_lora_use *u = &p->loras[i];
             const int r = plan->row_of[i];
             int on = 1; /* merged weights: every LoRA is in every layer */
@@ -152,36 +149,27 @@ void pipeline_plan_culprits(const gen_plan *plan, const lmx_gen_params *p, int s
             if (pass == 0 ? !on : !(on && u->lora->n_nonfinite)) continue;
             const char *nm = u->name ? u->name : u->lora->name;
             if (pass == 0)
-                k += (size_t)snprintf(buf + k, cap - k, "%s%s", first ? "; LoRAs active: " : ", ", nm);
+                lmx_sb_printf(sb, "%s%s", first ? "; LoRAs active: " : ", ", nm);
             else
-                k += (size_t)snprintf(buf + k, cap - k, "; LoRA '%s' holds NaN/Inf values (%s)", nm,
-                                      u->lora->path);
+                lmx_sb_printf(sb, "; LoRA '%s' holds NaN/Inf values (%s)", nm, u->lora->path);
             first = 0;
             n_act += pass == 0;
         }
     }
-    if (!n_act && k < cap) snprintf(buf + k, cap - k, "; no LoRA active");
+    if (!n_act) lmx_sb_cat(sb, "; no LoRA active");
 }
 
-size_t pipeline_loras_describe(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan,
-                               char *buf, size_t cap) {
+void pipeline_loras_describe(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan, lmx_sb *sb) {
     (void)c;
-    size_t k = 0;
-    if (cap) buf[0] = 0;
-    if (p->n_loras == 0 || !plan->has_cp) return 0;
-    k += (size_t)snprintf(buf + k, cap > k ? cap - k : 0, ", Lora: ");
-    for (int i = 0; i < p->n_loras && k < cap; i++) {
+    if (p->n_loras == 0 || !plan->has_cp) return;
+    lmx_sb_cat(sb, ", Lora: ");
+    for (int i = 0; i < p->n_loras; i++) {
         const lmx_lora_use *u = &p->loras[i];
-        k += (size_t)snprintf(buf + k, cap - k, "%s%s:%g", i ? " " : "", u->name ? u->name : u->lora->name,
-                              (double)u->unet_scale);
+        lmx_sb_printf(sb, "%s%s:%g", i ? " " : "", u->name ? u->name : u->lora->name, (double)u->unet_scale);
     }
-    if (k < cap && p->lora_scale != 1.0f)
-        k += (size_t)snprintf(buf + k, cap - k, ", Lora scale: %g", (double)p->lora_scale);
-    if (k < cap) {
-        k += (size_t)snprintf(buf + k, cap - k, ", Composition: ");
-        if (k < cap) k += compose_plan_describe(&plan->cp, buf + k, cap - k);
-    }
-    return LMX_MIN(k, cap ? cap - 1 : 0);
+    if (p->lora_scale != 1.0f) lmx_sb_printf(sb, ", Lora scale: %g", (double)p->lora_scale);
+    lmx_sb_cat(sb, ", Composition: ");
+    compose_plan_describe(&plan->cp, sb);
 }
 
 void pipeline_loras_json(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan, cJSON *j) {

@@ -296,9 +296,8 @@ void compose_plan_combine(const compose_plan *p, const float *out, float *eps, i
                           float g);
 
 /* One line for logs and the A1111 parameters ("w-switch, tau 5, tail 5,
- * PAW 0.480/0.200/0.320, blocks 5/2/3"). Returns the length written
- * (truncated to cap - 1). */
-size_t compose_plan_describe(const compose_plan *p, char *buf, size_t cap);
+ * PAW 0.480/0.200/0.320, blocks 5/2/3"), appended to sb. */
+void compose_plan_describe(const compose_plan *p, lmx_sb *sb);
 
 /* The plan as JSON members of `obj` (a cJSON object): method, timing,
  * switch_steps, tail_steps, te_loras, weighting, scores, weights, blocks,

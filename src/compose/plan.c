@@ -18,7 +18,6 @@
  */
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <string.h>
 
 #include "compose/compose.h"
@@ -324,34 +323,20 @@ void compose_plan_combine(const compose_plan *p, const float *out, float *eps, i
 
 /* ---- metadata -------------------------------------------------------------- */
 
-/* Append to buf[cap] at *k, truncating (always NUL-terminated). */
-static void put(char *buf, size_t cap, size_t *k, const char *fmt, ...) LMX_PRINTF(4, 5);
-static void put(char *buf, size_t cap, size_t *k, const char *fmt, ...) {
-    if (*k + 1 >= cap) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(buf + *k, cap - *k, fmt, ap);
-    va_end(ap);
-    if (w > 0) *k += (size_t)w < cap - *k ? (size_t)w : cap - *k - 1;
-}
-
-size_t compose_plan_describe(const compose_plan *p, char *buf, size_t cap) {
-    size_t k = 0;
-    if (cap) buf[0] = 0;
-    put(buf, cap, &k, "%s", lmx_method_name(p->method));
-    if (p->n_loras == 1 && p->method != LMX_METHOD_MERGE) put(buf, cap, &k, " (one LoRA: as merge)");
+void compose_plan_describe(const compose_plan *p, lmx_sb *sb) {
+    lmx_sb_cat(sb, lmx_method_name(p->method));
+    if (p->n_loras == 1 && p->method != LMX_METHOD_MERGE) lmx_sb_cat(sb, " (one LoRA: as merge)");
     if (is_switch(p->method) && p->n_loras > 1)
-        put(buf, cap, &k, ", tau %d%s", p->tau, p->reference_timing ? ", reference timing" : "");
-    if (p->method == LMX_METHOD_W_SWITCH && p->n_loras > 1) put(buf, cap, &k, ", tail %d", p->tail);
+        lmx_sb_printf(sb, ", tau %d%s", p->tau, p->reference_timing ? ", reference timing" : "");
+    if (p->method == LMX_METHOD_W_SWITCH && p->n_loras > 1) lmx_sb_printf(sb, ", tail %d", p->tail);
     if (p->weights.n > 0) {
-        put(buf, cap, &k, ", %s", lmx_weighting_name(p->weights.kind));
-        for (int i = 0; i < p->weights.n; i++) put(buf, cap, &k, "%c%.3f", i ? '/' : ' ', p->weights.w[i]);
+        lmx_sb_printf(sb, ", %s", lmx_weighting_name(p->weights.kind));
+        for (int i = 0; i < p->weights.n; i++) lmx_sb_printf(sb, "%c%.3f", i ? '/' : ' ', p->weights.w[i]);
     }
     if (p->blocks) {
-        put(buf, cap, &k, ", blocks");
-        for (int i = 0; i < p->n_loras; i++) put(buf, cap, &k, "%c%d", i ? '/' : ' ', p->blocks[i]);
+        lmx_sb_cat(sb, ", blocks");
+        for (int i = 0; i < p->n_loras; i++) lmx_sb_printf(sb, "%c%d", i ? '/' : ' ', p->blocks[i]);
     }
-    return k;
 }
 
 static int add_doubles(cJSON *obj, const char *name, const double *v, int n) {

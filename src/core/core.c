@@ -41,24 +41,56 @@ const char *lmx_errmsg(void) { return g_errmsg; }
 
 void lmx_err_clear(void) { g_errmsg[0] = 0; }
 
+/* Store the message s[n]: whole when it fits, else its head and its tail
+ * around " ... " (the tail usually says what went wrong), cut between
+ * UTF-8 characters. */
+static void set_errmsg(const char *s, size_t n) {
+    static const char mid[] = " ... ";
+    if (n < sizeof g_errmsg) {
+        memcpy(g_errmsg, s, n);
+        g_errmsg[n] = 0;
+        return;
+    }
+    size_t keep = (sizeof g_errmsg - sizeof mid) / 2;
+    size_t head = keep, tail = n - keep;
+    while (head > 0 && ((unsigned char)s[head] & 0xC0) == 0x80) head--;
+    while (tail < n && ((unsigned char)s[tail] & 0xC0) == 0x80) tail++;
+    memcpy(g_errmsg, s, head);
+    memcpy(g_errmsg + head, mid, sizeof mid - 1);
+    memcpy(g_errmsg + head + sizeof mid - 1, s + tail, n - tail);
+    g_errmsg[head + sizeof mid - 1 + n - tail] = 0;
+}
+
 lmx_status lmx_err(lmx_status st, const char *fmt, ...) {
-    va_list ap;
+    va_list ap, aq;
     va_start(ap, fmt);
-    vsnprintf(g_errmsg, sizeof g_errmsg, fmt, ap);
+    va_copy(aq, ap);
+    int w = vsnprintf(g_errmsg, sizeof g_errmsg, fmt, ap);
     va_end(ap);
+    if (w > 0 && (size_t)w >= sizeof g_errmsg) {
+        /* Too long (a long path): format it whole, then keep both ends. Plain
+         * malloc, outside the fault-injection count; on failure the head stays. */
+        char *t = malloc((size_t)w + 1);
+        if (t) {
+            vsnprintf(t, (size_t)w + 1, fmt, aq);
+            set_errmsg(t, (size_t)w);
+            free(t);
+        }
+    }
+    va_end(aq);
     return st;
 }
 
 void lmx_err_prefix(const char *fmt, ...) {
-    char pre[512], old[sizeof g_errmsg];
-    /* the message may be cut at sizeof g_errmsg; that is fine */
+    char buf[512 + sizeof g_errmsg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(pre, sizeof pre, fmt, ap);
+    int n = vsnprintf(buf, 512, fmt, ap);
     va_end(ap);
-    memcpy(old, g_errmsg, sizeof old);
-    int n = snprintf(g_errmsg, sizeof g_errmsg, "%s", pre);
-    if (n >= 0 && (size_t)n < sizeof g_errmsg) snprintf(g_errmsg + n, sizeof g_errmsg - (size_t)n, "%.*s", (int)(sizeof g_errmsg - (size_t)n - 1), old);
+    size_t k = n < 0 ? 0 : LMX_MIN((size_t)n, 511);
+    size_t m = strlen(g_errmsg);
+    memcpy(buf + k, g_errmsg, m);
+    set_errmsg(buf, k + m);
 }
 
 _Noreturn void lmx_assert_fail(const char *expr, const char *file, int line) {
@@ -218,6 +250,85 @@ char *lmx_strdup(const char *s) {
     char *d = lmx_malloc(n);
     if (d) memcpy(d, s, n);
     return d;
+}
+
+/* ---- string builder -------------------------------------------------- */
+
+/* Room for `extra` more bytes plus the NUL; sets the sticky flag on failure. */
+static int sb_reserve(lmx_sb *sb, size_t extra) {
+    if (sb->oom) return 0;
+    if (extra >= SIZE_MAX / 2 - sb->len) {
+        sb->oom = 1;
+        return 0;
+    }
+    size_t need = sb->len + extra + 1;
+    if (need <= sb->cap) return 1;
+    size_t cap = sb->cap ? sb->cap : 64;
+    while (cap < need) cap *= 2;
+    char *s = lmx_realloc(sb->s, cap);
+    if (!s) {
+        sb->oom = 1;
+        return 0;
+    }
+    sb->s = s;
+    sb->cap = cap;
+    return 1;
+}
+
+void lmx_sb_catn(lmx_sb *sb, const char *s, size_t n) {
+    if (!sb_reserve(sb, n)) return;
+    memcpy(sb->s + sb->len, s, n);
+    sb->len += n;
+    sb->s[sb->len] = 0;
+}
+
+void lmx_sb_cat(lmx_sb *sb, const char *s) { lmx_sb_catn(sb, s, strlen(s)); }
+
+void lmx_sb_vprintf(lmx_sb *sb, const char *fmt, va_list ap) {
+    if (sb->oom) return;
+    va_list aq;
+    va_copy(aq, ap);
+    size_t room = sb->cap > sb->len ? sb->cap - sb->len : 0;
+    int w = vsnprintf(room ? sb->s + sb->len : NULL, room, fmt, aq);
+    va_end(aq);
+    if (w < 0) { /* an encoding error: nothing appended */
+        if (room) sb->s[sb->len] = 0;
+        return;
+    }
+    if ((size_t)w >= room) {
+        if (!sb_reserve(sb, (size_t)w)) {
+            if (room) sb->s[sb->len] = 0;
+            return;
+        }
+        va_copy(aq, ap);
+        vsnprintf(sb->s + sb->len, sb->cap - sb->len, fmt, aq);
+        va_end(aq);
+    }
+    sb->len += (size_t)w;
+}
+
+void lmx_sb_printf(lmx_sb *sb, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    lmx_sb_vprintf(sb, fmt, ap);
+    va_end(ap);
+}
+
+char *lmx_sb_take(lmx_sb *sb) {
+    char *s = NULL;
+    if (!sb->oom) s = sb->s ? sb->s : lmx_strdup("");
+    else lmx_free(sb->s);
+    sb->s = NULL;
+    sb->len = sb->cap = 0;
+    sb->oom = 0;
+    return s;
+}
+
+void lmx_sb_free(lmx_sb *sb) {
+    lmx_free(sb->s);
+    sb->s = NULL;
+    sb->len = sb->cap = 0;
+    sb->oom = 0;
 }
 
 /* ---- arena ----------------------------------------------------------- */

@@ -70,6 +70,33 @@ char *lmx_strdup(const char *s);
 void lmx_fault_set_fail_at(long n);
 long lmx_fault_alloc_count(void);
 
+/* ---- string builder: text of any length on the heap ----
+ *     lmx_sb sb = LMX_SB_INIT;
+ *     lmx_sb_printf(&sb, "%s\n", prompt);
+ *     lmx_sb_cat(&sb, ", VAE: ");
+ *     char *s = lmx_sb_take(&sb);   // NULL (sb emptied) if any append ran out of memory
+ * Appends never truncate and never fail loudly: a failed allocation sets the
+ * sticky `oom` flag, later appends do nothing, and the caller checks once
+ * at the end (lmx_sb_take returns NULL, or lmx_sb_failed). lmx_sb_str
+ * gives the text so far ("" before the first append); lmx_sb_take hands
+ * the buffer over (free with lmx_free) and leaves the builder empty. */
+typedef struct lmx_sb {
+    char *s;
+    size_t len, cap;
+    int oom;
+} lmx_sb;
+#define LMX_SB_INIT {NULL, 0, 0, 0}
+
+void lmx_sb_printf(lmx_sb *sb, const char *fmt, ...) LMX_PRINTF(2, 3);
+void lmx_sb_vprintf(lmx_sb *sb, const char *fmt, va_list ap);
+void lmx_sb_cat(lmx_sb *sb, const char *s);
+void lmx_sb_catn(lmx_sb *sb, const char *s, size_t n);
+static inline const char *lmx_sb_str(const lmx_sb *sb) { return sb->s ? sb->s : ""; }
+static inline size_t lmx_sb_len(const lmx_sb *sb) { return sb->len; }
+static inline int lmx_sb_failed(const lmx_sb *sb) { return sb->oom; }
+char *lmx_sb_take(lmx_sb *sb);
+void lmx_sb_free(lmx_sb *sb);
+
 /* ---- headroom: fail with a status where a library would crash ----
  * Some code we call cannot report a failed allocation: oneDNN 2.6's JIT
  * writes into a NULL code buffer (SIGSEGV), its C++ internals may throw

@@ -42,37 +42,6 @@ const char *lora_comp_name(lora_comp c) { return c == LORA_UNET ? "UNet" : "text
 
 /* ---- small helpers ----------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) LMX_PRINTF(2, 3);
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int w = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (w < 0) return;
-        if (b->s && b->n + (size_t)w < b->cap) {
-            b->n += (size_t)w;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + (size_t)w + 1) cap *= 2;
-        char *s = lmx_realloc(b->s, cap);
-        if (!s) {
-            b->oom = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
 /* An untrusted key for a message: control bytes escaped, long keys cut. */
 static const char *qk(char *buf, size_t n, const char *key) {
     return io_quote(buf, n, key, strlen(key), 160);
@@ -92,14 +61,15 @@ static lmx_status push_str(char ***v, int *n, const char *s, size_t len) {
 
 static lmx_status add_warning(lmx_lora *l, const char *fmt, ...) LMX_PRINTF(2, 3);
 static lmx_status add_warning(lmx_lora *l, const char *fmt, ...) {
-    char msg[1024];
+    lmx_sb msg = LMX_SB_INIT;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    lmx_sb_vprintf(&msg, fmt, ap);
     va_end(ap);
-    if (!l->opts.quiet) lmx_warn("%s: %s", l->path, msg);
-    if (push_str(&l->warnings, &l->n_warnings, msg, strlen(msg)))
-        return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", l->path);
+    if (!lmx_sb_failed(&msg) && !l->opts.quiet) lmx_warn("%s: %s", l->path, lmx_sb_str(&msg));
+    int fail = lmx_sb_failed(&msg) || push_str(&l->warnings, &l->n_warnings, lmx_sb_str(&msg), lmx_sb_len(&msg));
+    lmx_sb_free(&msg);
+    if (fail) return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", l->path);
     return LMX_OK;
 }
 
@@ -486,7 +456,7 @@ static void summarise(lmx_lora *l) {
 }
 
 /* "4" or "2 (10), 4 (127)": the distinct values of a field with counts. */
-static void values_str(const lmx_lora *l, lora_comp c, int alpha, sbuf *b) {
+static void values_str(const lmx_lora *l, lora_comp c, int alpha, lmx_sb *b) {
     float seen[16];
     int n_seen = 0, more = 0;
     for (int i = 0; i < l->n_mod; i++) {
@@ -507,25 +477,24 @@ static void values_str(const lmx_lora *l, lora_comp c, int alpha, sbuf *b) {
         for (int j = 0; j < l->n_mod; j++)
             cnt += l->mod[j].comp == c && (alpha ? l->mod[j].alpha : (float)l->mod[j].rank) == seen[i];
         if (n_seen == 1)
-            sb_printf(b, "%g", (double)seen[i]);
+            lmx_sb_printf(b, "%g", (double)seen[i]);
         else
-            sb_printf(b, "%s%g (%d)", i ? ", " : "", (double)seen[i], cnt);
+            lmx_sb_printf(b, "%s%g (%d)", i ? ", " : "", (double)seen[i], cnt);
     }
-    if (more) sb_printf(b, ", ...");
+    if (more) lmx_sb_printf(b, ", ...");
 }
 
-static const char *format_desc(unsigned f, char *buf, size_t n) {
-    buf[0] = 0;
-    size_t k = 0;
-#define ADD(flag, text)                                                                  \
-    if ((f & (flag)) && k < n) k += (size_t)snprintf(buf + k, n - k, "%s%s", k ? " + " : "", text)
+/* The formats of flag set f, " + " between them, appended to b. */
+static void format_desc(unsigned f, lmx_sb *b) {
+    size_t start = lmx_sb_len(b);
+#define ADD(flag, text) \
+    if (f & (flag)) lmx_sb_printf(b, "%s%s", lmx_sb_len(b) > start ? " + " : "", text)
     ADD(LORA_FMT_KOHYA, "kohya (lora_unet_/lora_te_, lora_down/lora_up/alpha)");
     ADD(LORA_FMT_PEFT, "PEFT/diffusers (lora_A/lora_B)");
     ADD(LORA_FMT_DIFFUSERS_OLD, "older diffusers (lora.down/up, lora_linear_layer, to_q_lora)");
     ADD(LORA_FMT_PEFT_PREFIX, "PEFT wrapper prefix (base_model.model.)");
 #undef ADD
-    if (!k) snprintf(buf, n, "none recognised");
-    return buf;
+    if (lmx_sb_len(b) == start) lmx_sb_cat(b, "none recognised");
 }
 
 /* Length of a key's module stem: up to the tensor suffix (the first '.' of
@@ -549,62 +518,62 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static lmx_status build_report(lmx_lora *l, char notes[LORA_N_COMP][512]) {
-    sbuf b = {0};
-    char fd[256];
-    sb_printf(&b, "LoRA %s (%s)\n", l->name, l->path);
-    sb_printf(&b, "  format: %s", format_desc(l->formats, fd, sizeof fd));
+    lmx_sb b = LMX_SB_INIT;
+    lmx_sb_printf(&b, "LoRA %s (%s)\n", l->name, l->path);
+    lmx_sb_cat(&b, "  format: ");
+    format_desc(l->formats, &b);
     if (l->formats & LORA_FMT_KOHYA_LDM) {
         int n_ldm = 0;
         for (int i = 0; i < l->n_mod; i++) n_ldm += (l->mod[i].spelling & LORA_FMT_KOHYA_LDM) != 0;
-        sb_printf(&b, "; %d of %d UNet modules in the LDM dialect (input_blocks_...)", n_ldm,
+        lmx_sb_printf(&b, "; %d of %d UNet modules in the LDM dialect (input_blocks_...)", n_ldm,
                   l->info[LORA_UNET].n_modules);
     }
-    sb_printf(&b, "\n  tensors: %d; modules: %d\n", st_count(l->f), l->n_mod);
+    lmx_sb_printf(&b, "\n  tensors: %d; modules: %d\n", st_count(l->f), l->n_mod);
     for (int c = 0; c < LORA_N_COMP; c++) {
         const lora_comp_info *s = &l->info[c];
         if (!s->n_modules) {
-            sb_printf(&b, "  %s: no modules\n", lora_comp_name((lora_comp)c));
+            lmx_sb_printf(&b, "  %s: no modules\n", lora_comp_name((lora_comp)c));
             continue;
         }
-        sb_printf(&b, "  %s: %d modules (%d linear, %d 1x1 conv, %d kxk conv): rank ",
+        lmx_sb_printf(&b, "  %s: %d modules (%d linear, %d 1x1 conv, %d kxk conv): rank ",
                   lora_comp_name((lora_comp)c), s->n_modules, s->n_linear, s->n_conv1x1, s->n_convkxk);
         values_str(l, (lora_comp)c, 0, &b);
-        sb_printf(&b, ", alpha ");
+        lmx_sb_printf(&b, ", alpha ");
         values_str(l, (lora_comp)c, 1, &b);
         if (!s->n_with_alpha)
-            sb_printf(&b, " (no alpha tensors: alpha = rank)");
+            lmx_sb_printf(&b, " (no alpha tensors: alpha = rank)");
         else if (s->n_with_alpha < s->n_modules)
-            sb_printf(&b, " (%d without an alpha tensor: alpha = rank)", s->n_modules - s->n_with_alpha);
+            lmx_sb_printf(&b, " (%d without an alpha tensor: alpha = rank)", s->n_modules - s->n_with_alpha);
         if (s->n_ranks == 1 && s->n_alphas == 1)
-            sb_printf(&b, "; scale alpha/rank = %g", (double)(s->alpha_max / (float)s->rank_max));
+            lmx_sb_printf(&b, "; scale alpha/rank = %g", (double)(s->alpha_max / (float)s->rank_max));
         else
-            sb_printf(&b, "; NON-UNIFORM %s%s%s", s->n_ranks > 1 ? "ranks" : "",
+            lmx_sb_printf(&b, "; NON-UNIFORM %s%s%s", s->n_ranks > 1 ? "ranks" : "",
                       s->n_ranks > 1 && s->n_alphas > 1 ? " and " : "", s->n_alphas > 1 ? "alphas" : "");
-        sb_printf(&b, "\n");
+        lmx_sb_printf(&b, "\n");
     }
     /* scaling */
     const char *mode = l->opts.scaling == LORA_SCALING_OWN ? "each module's own alpha/rank"
                                                             : "diffusers 0.32.2's (compatibility)";
     int n_diff = l->info[0].n_ref_differs + l->info[1].n_ref_differs;
-    sb_printf(&b, "  scaling: %s", mode);
+    lmx_sb_printf(&b, "  scaling: %s", mode);
     if (!n_diff) {
-        sb_printf(&b, "; diffusers 0.32.2 gives every module the same scale\n");
+        lmx_sb_printf(&b, "; diffusers 0.32.2 gives every module the same scale\n");
     } else {
-        sb_printf(&b, "; diffusers 0.32.2 would scale %d module%s differently:\n", n_diff,
+        lmx_sb_printf(&b, "; diffusers 0.32.2 would scale %d module%s differently:\n", n_diff,
                   n_diff == 1 ? "" : "s");
         for (int c = 0; c < LORA_N_COMP; c++) {
             if (!l->info[c].n_ref_differs) continue;
-            sb_printf(&b, "    %s: %d modules: %s", lora_comp_name((lora_comp)c), l->info[c].n_ref_differs,
+            lmx_sb_printf(&b, "    %s: %d modules: %s", lora_comp_name((lora_comp)c), l->info[c].n_ref_differs,
                       notes[c]);
             for (int i = 0; i < l->n_mod; i++) {
                 const lora_module *m = &l->mod[i];
                 if (m->comp == (lora_comp)c && m->scale_ref != m->scale_own) {
-                    sb_printf(&b, " (e.g. %s: %g here, %g in diffusers)", m->tg->path,
+                    lmx_sb_printf(&b, " (e.g. %s: %g here, %g in diffusers)", m->tg->path,
                               (double)m->scale_own, (double)m->scale_ref);
                     break;
                 }
             }
-            sb_printf(&b, "\n");
+            lmx_sb_printf(&b, "\n");
         }
     }
     /* dropped */
@@ -612,14 +581,14 @@ static lmx_status build_report(lmx_lora *l, char notes[LORA_N_COMP][512]) {
     int n_dmod = 0;
     for (int i = 0; i < l->n_mod; i++) n_dmod += dropped_by_reference(&l->mod[i]);
     if (n_dmod) {
-        sb_printf(&b, "  %s %d module%s on conv_in/conv_out/time_embedding (diffusers drops them):",
+        lmx_sb_printf(&b, "  %s %d module%s on conv_in/conv_out/time_embedding (diffusers drops them):",
                   nd ? "ignored" : "applied", n_dmod, n_dmod == 1 ? "" : "s");
         for (int i = 0; i < l->n_mod; i++)
-            if (dropped_by_reference(&l->mod[i])) sb_printf(&b, " %s", l->mod[i].key);
-        sb_printf(&b, "\n");
+            if (dropped_by_reference(&l->mod[i])) lmx_sb_printf(&b, " %s", l->mod[i].key);
+        lmx_sb_printf(&b, "\n");
     }
     /* unmatched, grouped by module stem (sorted at load) */
-    sb_printf(&b, "  unmatched keys: %d", l->n_unmatched);
+    lmx_sb_printf(&b, "  unmatched keys: %d", l->n_unmatched);
     int shown = 0;
     for (int i = 0; i < l->n_unmatched;) {
         char q[256];
@@ -629,28 +598,25 @@ static lmx_status build_report(lmx_lora *l, char notes[LORA_N_COMP][512]) {
                !strncmp(l->unmatched[j], l->unmatched[i], sl))
             j++;
         if (shown == 50) {
-            sb_printf(&b, "\n    ... and %d more keys", l->n_unmatched - i);
+            lmx_sb_printf(&b, "\n    ... and %d more keys", l->n_unmatched - i);
             break;
         }
         char stem[200];
         snprintf(stem, sizeof stem, "%.*s", (int)LMX_MIN(sl, sizeof stem - 1), l->unmatched[i]);
-        sb_printf(&b, "\n    %s", qk(q, sizeof q, stem));
+        lmx_sb_printf(&b, "\n    %s", qk(q, sizeof q, stem));
         if (j - i > 1 || sl < strlen(l->unmatched[i])) {
-            sb_printf(&b, " (");
+            lmx_sb_printf(&b, " (");
             for (int k = i; k < j; k++)
-                sb_printf(&b, "%s%s", k > i ? ", " : "", qk(q, sizeof q, l->unmatched[k] + sl));
-            sb_printf(&b, ")");
+                lmx_sb_printf(&b, "%s%s", k > i ? ", " : "", qk(q, sizeof q, l->unmatched[k] + sl));
+            lmx_sb_printf(&b, ")");
         }
         shown++;
         i = j;
     }
-    sb_printf(&b, "\n");
-    for (int i = 0; i < l->n_warnings; i++) sb_printf(&b, "  warning: %s\n", l->warnings[i]);
-    if (b.oom) {
-        lmx_free(b.s);
-        return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", l->path);
-    }
-    l->report = b.s;
+    lmx_sb_printf(&b, "\n");
+    for (int i = 0; i < l->n_warnings; i++) lmx_sb_printf(&b, "  warning: %s\n", l->warnings[i]);
+    l->report = lmx_sb_take(&b);
+    if (!l->report) return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", l->path);
     return LMX_OK;
 }
 
@@ -735,28 +701,30 @@ static lmx_status load_impl(lmx_lora **out, const lora_targets *t, const sd_mode
     if (l->n_unmatched > 1) qsort(l->unmatched, (size_t)l->n_unmatched, sizeof *l->unmatched, cmp_str);
     /* Warnings about what is not applied, and scaling differences. */
     if (l->n_unmatched) {
-        char list[600];
-        size_t k = 0;
+        lmx_sb list = LMX_SB_INIT;
         int n_stems = 0;
-        list[0] = 0;
         for (int i = 0; i < l->n_unmatched; i++) {
             size_t sl = stem_len(l->unmatched[i]);
             if (i && stem_len(l->unmatched[i - 1]) == sl && !strncmp(l->unmatched[i - 1], l->unmatched[i], sl))
                 continue;
-            if (n_stems < 3 && k < sizeof list) {
+            if (n_stems < 3) {
                 char stem[200];
                 snprintf(stem, sizeof stem, "%.*s", (int)LMX_MIN(sl, sizeof stem - 1), l->unmatched[i]);
-                k += (size_t)snprintf(list + k, sizeof list - k, "%s'%s'", n_stems ? ", " : "",
-                                      qk(q, sizeof q, stem));
+                lmx_sb_printf(&list, "%s'%s'", n_stems ? ", " : "", qk(q, sizeof q, stem));
             }
             n_stems++;
         }
-        if ((st = add_warning(l, "%d key%s (%d module%s) match%s no layer of the model and %s ignored: %s%s",
-                              l->n_unmatched, l->n_unmatched == 1 ? "" : "s", n_stems,
-                              n_stems == 1 ? "" : "s", l->n_unmatched == 1 ? "es" : "",
-                              l->n_unmatched == 1 ? "is" : "are", list,
-                              n_stems > 3 ? ", ... (the report lists them all)" : "")))
+        if (lmx_sb_failed(&list)) {
+            lmx_sb_free(&list);
+            st = lmx_err(LMX_ERR_NOMEM, "%s: out of memory", path);
             goto fail;
+        }
+        st = add_warning(l, "%d key%s (%d module%s) match%s no layer of the model and %s ignored: %s%s",
+                         l->n_unmatched, l->n_unmatched == 1 ? "" : "s", n_stems, n_stems == 1 ? "" : "s",
+                         l->n_unmatched == 1 ? "es" : "", l->n_unmatched == 1 ? "is" : "are", lmx_sb_str(&list),
+                         n_stems > 3 ? ", ... (the report lists them all)" : "");
+        lmx_sb_free(&list);
+        if (st) goto fail;
     }
     if (l->info[LORA_UNET].n_dropped &&
         (st = add_warning(l,

@@ -157,7 +157,7 @@ void op_md_str(char *buf, size_t n, const dnnl_memory_desc_t *md) {
     int k;
 #define PUT(...)                                                                                   \
     do {                                                                                           \
-        k = snprintf(buf + o, o < n ? n - o : 0, __VA_ARGS__);                                     \
+        k = snprintf(o < n ? buf + o : NULL, o < n ? n - o : 0, __VA_ARGS__);                      \
         if (k > 0) o += (size_t)k;                                                                 \
     } while (0)
     if (!n) return;

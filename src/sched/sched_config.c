@@ -313,21 +313,20 @@ static lmx_status get_num(const cJSON *v, const char *label, const char *key, in
 /* A string among `choices` (NULL-terminated); *out = its index. */
 static lmx_status get_enum(const cJSON *v, const char *label, const char *key,
                            const char *const *choices, int *out) {
-    char list[256];
-    size_t o = 0;
-    list[0] = '\0';
-    for (int i = 0; choices[i] && o < sizeof list; i++) {
-        int w = snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", choices[i]);
-        o += w > 0 ? (size_t)w : 0;
-    }
-    if (!cJSON_IsString(v))
-        return lmx_err(LMX_ERR_FORMAT, "%s: %s: expected a string (one of %s)", label, key, list);
-    for (int i = 0; choices[i]; i++)
-        if (!strcmp(v->valuestring, choices[i])) {
-            *out = i;
-            return LMX_OK;
-        }
-    return lmx_err(LMX_ERR_FORMAT, "%s: %s: '%s' is not one of %s", label, key, v->valuestring, list);
+    if (cJSON_IsString(v))
+        for (int i = 0; choices[i]; i++)
+            if (!strcmp(v->valuestring, choices[i])) {
+                *out = i;
+                return LMX_OK;
+            }
+    lmx_sb list = LMX_SB_INIT;
+    for (int i = 0; choices[i]; i++) lmx_sb_printf(&list, "%s%s", i ? ", " : "", choices[i]);
+    lmx_status st = !cJSON_IsString(v)
+                        ? lmx_err(LMX_ERR_FORMAT, "%s: %s: expected a string (one of %s)", label, key, lmx_sb_str(&list))
+                        : lmx_err(LMX_ERR_FORMAT, "%s: %s: '%s' is not one of %s", label, key, v->valuestring,
+                                  lmx_sb_str(&list));
+    lmx_sb_free(&list);
+    return st;
 }
 
 /* ---- resolution --------------------------------------------------------------- */

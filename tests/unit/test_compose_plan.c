@@ -319,8 +319,11 @@ static void test_plans(void) {
           p.blocks[2]);
     CHECK(p.tail_lora == 0 && p.te_on[0] && !p.te_on[1], "w-switch tail/TE");
     CHECK(fabs(p.weights.w[0] - 0.6) < 1e-15 && p.weights.kind == LMX_WEIGHTING_MANUAL, "manual weights kept");
-    compose_plan_describe(&p, s, sizeof s);
-    CHECK(!strcmp(s, "w-switch, tau 4, tail 3, manual 0.600/0.150/0.250, blocks 4/1/2"), "describe: %s", s);
+    lmx_sb d = LMX_SB_INIT;
+    compose_plan_describe(&p, &d);
+    CHECK(!strcmp(lmx_sb_str(&d), "w-switch, tau 4, tail 3, manual 0.600/0.150/0.250, blocks 4/1/2"), "describe: %s",
+          lmx_sb_str(&d));
+    lmx_sb_free(&d);
     cJSON *j = cJSON_CreateObject();
     CHECK(compose_plan_json(&p, j), "json");
     char *js = cJSON_PrintUnformatted(j);
