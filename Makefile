@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build test test-asan fuzz bench demo clean deps reference
+.PHONY: all build test test-asan test-tsan fuzz bench demo clean deps reference
 all: build
 
 deps:
@@ -20,6 +20,13 @@ test-asan:
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS)
 
+# The two-contexts-one-model test under ThreadSanitizer. libgomp is not
+# TSan-instrumented, so OpenMP runs one thread: TSan sees only the test's.
+test-tsan:
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMX_TSAN=ON >/dev/null
+	cmake --build build-tsan -j $(JOBS) --target test_ctx_threads
+	OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1" ./build-tsan/tests/test_ctx_threads
+
 fuzz:
 	./scripts/fuzz.sh
 
@@ -33,4 +40,4 @@ reference:
 	PY=$${PY:-/opt/lmxref/bin/python3} ./reference/regen.sh
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz

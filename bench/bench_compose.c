@@ -95,6 +95,7 @@ static void write_lora(const char *path, const lora_targets *t, int r, uint64_t 
 
 typedef struct bench {
     sd_model sm;
+    lora_state ls;
     op_ctx *ops;
     lmx_arena ar;
     int lat;
@@ -120,7 +121,7 @@ static double step(bench *b, int c, int N) {
     const int64_t per = 4LL * b->lat * b->lat;
     const int k = 7; /* a step inside a Switch block of LoRA 1 */
     double t0 = lmx_now();
-    nn_run run = {.ctx = b->ops, .arena = &b->ar, .n_loras = N};
+    nn_run run = {.ctx = b->ops, .arena = &b->ar, .hooks = &b->ls.hooks[LORA_UNET], .n_loras = N};
     if (c == C_COMP_SEQ) {
         /* N calls on the CFG batch, one LoRA each, outputs gathered per branch */
         for (int i = 0; i < N; i++) {
@@ -211,11 +212,11 @@ int main(int argc, char **argv) {
     }
     printf("%d LoRAs of rank %d on %d modules each (UNet transformer blocks + text encoder)\n", max_n, rank,
            L[0]->n_mod);
-    if ((st = lora_attach(&b.sm, (const lmx_lora *const *)L, max_n))) die("attach", st);
+    if ((st = lora_attach(&b.ls, &b.sm, (const lmx_lora *const *)L, max_n))) die("attach", st);
     if ((st = op_ctx_create(&b.ops))) die("ctx", st);
     const int Bmax = 2 * max_n;
     const int64_t per = 4LL * lat * lat;
-    if ((st = lmx_arena_init(&b.ar, unet_arena_bytes(b.sm.unet, Bmax, lat, lat, 77)))) die("arena", st);
+    if ((st = lmx_arena_init(&b.ar, unet_arena_bytes_lora(b.sm.unet, lora_state_rank(&b.ls, LORA_UNET), Bmax, lat, lat, 77)))) die("arena", st);
     b.x = lmx_malloc(sizeof(float) * (size_t)(Bmax * per));
     b.out = lmx_malloc(sizeof(float) * (size_t)(Bmax * per));
     b.out_nchw = lmx_malloc(sizeof(float) * (size_t)(Bmax * per));
@@ -263,7 +264,7 @@ int main(int argc, char **argv) {
     lmx_free(b.tab);
     lmx_arena_free(&b.ar);
     op_ctx_free(b.ops);
-    lora_detach(&b.sm);
+    lora_state_free(&b.ls);
     for (int i = 0; i < max_n; i++) lora_free(L[i]);
     lora_targets_free(t);
     unet_free(b.sm.unet);

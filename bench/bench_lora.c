@@ -206,6 +206,7 @@ int main(int argc, char **argv) {
         clip_text_config tc = clip_text_config_sd15();
         tc.layers = 2;
         sd_model sm;
+        lora_state ls = {0};
         memset(&sm, 0, sizeof sm);
         st_file *fu = NULL, *ft = NULL;
         double t0 = lmx_now();
@@ -226,11 +227,11 @@ int main(int argc, char **argv) {
         }
         printf("%d LoRAs of rank %d on %d modules each (%.1f MiB fp16 each): loaded in %.3f s\n", n_loras, rank,
                L[0]->n_mod, (double)file_size(path) / (1 << 20), tl);
-        if ((st = lora_attach(&sm, (const lmx_lora *const *)L, n_loras))) die("attach", st);
+        if ((st = lora_attach(&ls, &sm, (const lmx_lora *const *)L, n_loras))) die("attach", st);
         op_ctx *ctx = NULL;
         if ((st = op_ctx_create(&ctx))) die("ctx", st);
         lmx_arena ar = {0};
-        if ((st = lmx_arena_init(&ar, unet_arena_bytes(sm.unet, 2, latent, latent, 77)))) die("arena", st);
+        if ((st = lmx_arena_init(&ar, unet_arena_bytes_lora(sm.unet, lora_state_rank(&ls, LORA_UNET), 2, latent, latent, 77)))) die("arena", st);
         int64_t nx = 2 * (int64_t)latent * latent * 4;
         float *x = lmx_malloc(sizeof(float) * (size_t)nx), *eps = lmx_malloc(sizeof(float) * (size_t)nx);
         float *ctxe = lmx_malloc(sizeof(float) * 2 * 77 * 768);
@@ -245,7 +246,7 @@ int main(int argc, char **argv) {
         tab0[0] = tab0[1] = 0.8f;
         tab1[2] = tab1[3] = 0.8f;
         for (int i = 0; i < 2 * n_loras; i++) taball[i] = 0.8f;
-        nn_run run = {.ctx = ctx, .arena = &ar, .n_loras = n_loras};
+        nn_run run = {.ctx = ctx, .arena = &ar, .hooks = &ls.hooks[LORA_UNET], .n_loras = n_loras};
 #define STEP(tab)                                                                               \
     do {                                                                                        \
         run.lora_scale = (tab);                                                                 \
@@ -290,11 +291,11 @@ int main(int argc, char **argv) {
         /* merged-mode switch: re-merge one LoRA */
         float w1 = 0.8f;
         const lmx_lora *one[1] = {L[1]};
-        lora_detach(&sm);
+        lora_detach(&ls);
         t0 = lmx_now();
-        if ((st = lora_merge(&sm, one, &w1, &w1, 1))) die("merge", st);
+        if ((st = lora_merge(&ls, &sm, one, &w1, &w1, 1))) die("merge", st);
         double tmerge = lmx_now() - t0;
-        lora_unmerge(&sm);
+        lora_unmerge(&ls);
         printf("\n  %d interleaved rounds; min (median) per configuration\n", reps);
         printf("  UNet step, no LoRA                 %8.1f ms (%.1f)\n", 1e3 * mn[0], 1e3 * md[0]);
         printf("  UNet step, 1 LoRA active           %8.1f ms (%.1f)  side path %+.1f%% (%+.1f%%)\n", 1e3 * mn[2],
@@ -315,7 +316,7 @@ int main(int argc, char **argv) {
         lmx_free(ctxe);
         lmx_arena_free(&ar);
         op_ctx_free(ctx);
-        lora_detach(&sm);
+        lora_state_free(&ls);
         for (int i = 0; i < n_loras; i++) {
             lora_free(L[i]);
             snprintf(path, sizeof path, "%s/mid_%d.safetensors", dir, i);

@@ -33,7 +33,7 @@
  *       p.prompt = "a photo of a cat";
  *       p.seed = 42;
  *       lmx_image img = {0};
- *       if (lmx_ctx_create(&ctx, m) != LMX_OK || lmx_generate(ctx, &p, &img) != LMX_OK ||
+ *       if (lmx_ctx_create(&ctx, m, NULL) != LMX_OK || lmx_generate(ctx, &p, &img) != LMX_OK ||
  *           lmx_image_save_png(&img, "cat.png") != LMX_OK)
  *           fprintf(stderr, "loramix: %s\n", lmx_errmsg());
  *       lmx_image_free(&img);
@@ -65,6 +65,7 @@ typedef enum lmx_status {
     LMX_ERR_BACKEND,     /* the compute backend (oneDNN) reported an error */
     LMX_ERR_INTERNAL,    /* a bug in loramix                               */
     LMX_ERR_NUMERIC,     /* numbers that cannot be right (NaN/Inf latents) */
+    LMX_ERR_CANCELLED,   /* the context's abort callback asked to stop     */
     LMX_STATUS_COUNT
 } lmx_status;
 
@@ -93,7 +94,9 @@ void lmx_log_set(lmx_log_level level, lmx_log_fn cb, void *user);
 
 /* ---- threads ----------------------------------------------------------- */
 
-/* Number of threads used by the compute kernels (0 = all cores). */
+/* Number of threads used by the compute kernels called from this thread
+ * (0 = all cores; OpenMP's setting of the calling thread). A context with
+ * lmx_ctx_params.n_threads > 0 uses its own count instead. */
 void lmx_set_threads(int n_threads);
 int lmx_get_threads(void);
 
@@ -117,7 +120,10 @@ typedef struct lmx_model_params {
     const char *vae_path;    /* replace the VAE (folder or file); NULL = own */
     lmx_precision precision;
     int winograd;            /* allow Winograd 3x3 convolutions (fp32)      */
-    int n_threads;           /* 0 = all cores                               */
+    int n_threads;           /* threads while loading (packing weights);
+                                0 = the calling thread's setting. Restored
+                                when lmx_model_load returns: a model holds no
+                                thread count (see lmx_ctx_params)            */
     int allow_gaps;          /* accept safetensors files whose tensors leave
                                 unreferenced bytes in the data area (the
                                 reference reader refuses them, so does
@@ -238,11 +244,31 @@ lmx_status lmx_prompt_weights(lmx_ctx *ctx, const char *prompt, const lmx_lora_u
                               lmx_weighting weighting, double *w, double *raw);
 
 /* ---- generation --------------------------------------------------------
- * A context holds the per-thread state of generation (kernel caches,
- * activation arena) and belongs to one thread at a time; reuse it for many
- * images of the same model. */
+ * A context holds the per-run state of generation (kernel caches,
+ * activation arena, the LoRAs attached for the current generation and
+ * their merged private kernels, the thread count, the abort callback) and
+ * belongs to one thread at a time; reuse it for many images of the same
+ * model. Several contexts may run on one model at the same time, each in
+ * its own thread, with any LoRA sets: the model and the LoRAs are only read. */
 
-lmx_status lmx_ctx_create(lmx_ctx **out, const lmx_model *m);
+/* Asked between denoising steps, between UNet passes and before the VAE
+ * decode: return nonzero to cancel; the generation then returns
+ * LMX_ERR_CANCELLED and no images. Called on the generating thread. */
+typedef int (*lmx_abort_fn)(void *user);
+
+typedef struct lmx_ctx_params {
+    int n_threads;           /* compute threads of this context's runs; 0 =
+                                the calling thread's setting (lmx_set_threads,
+                                OMP_NUM_THREADS). Applied to the calling
+                                thread for the duration of each call and
+                                restored after it                            */
+    lmx_abort_fn abort;      /* NULL = never cancel                          */
+    void *abort_user;
+} lmx_ctx_params;
+
+lmx_ctx_params lmx_ctx_params_default(void);
+/* params may be NULL (defaults). */
+lmx_status lmx_ctx_create(lmx_ctx **out, const lmx_model *m, const lmx_ctx_params *params);
 void lmx_ctx_free(lmx_ctx *ctx);
 
 typedef enum lmx_scheduler {
@@ -317,7 +343,8 @@ typedef struct lmx_image {
                               per-step LoRA schedule                          */
 } lmx_image;
 
-/* Generate p->n_images images into images[0..n_images-1]. */
+/* Generate p->n_images images into images[0..n_images-1]. On any error,
+ * LMX_ERR_CANCELLED included, images[] are left empty (nothing to free). */
 lmx_status lmx_generate(lmx_ctx *ctx, const lmx_gen_params *p, lmx_image *images);
 /* Working memory lmx_generate(ctx of m, p) will need, in bytes, on top of
  * the model's weights: the larger of the UNet's activation arena for one

@@ -86,14 +86,13 @@ static sched_kind to_kind(lmx_scheduler s) { return (sched_kind)(s - 1); }
 
 /* ---- model -------------------------------------------------------------- */
 
-lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_params *params) {
+static lmx_status model_load(lmx_model **out, const char *path, const lmx_model_params *params) {
     *out = NULL;
     lmx_model_params p = params ? *params : lmx_model_params_default();
     if (p.precision == LMX_PREC_BF16 && op_bf16_check("precision") != LMX_OK) return LMX_ERR_UNSUPPORTED;
     lmx_model *m = lmx_calloc(1, sizeof *m);
     if (!m) return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", path);
     m->params = p;
-    if (p.n_threads > 0) lmx_set_threads(p.n_threads);
     /* The thread pool first, while memory is there: libgomp exits the
      * process when it cannot create a thread. */
     lmx_status tst = lmx_threads_start();
@@ -137,9 +136,18 @@ fail:
     return st;
 }
 
+/* The load's thread count applies to this call only (the caller's setting
+ * is restored): a model holds no thread state. */
+lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_params *params) {
+    const int saved = lmx_get_threads();
+    if (params && params->n_threads > 0) lmx_set_threads(params->n_threads);
+    lmx_status st = model_load(out, path, params);
+    lmx_set_threads(saved);
+    return st;
+}
+
 void lmx_model_free(lmx_model *m) {
     if (!m) return;
-    pipeline_loras_release(m);
     tok_free(m->tok);
     sd_model_free(m->sd);
     lmx_free(m->path);
@@ -149,11 +157,23 @@ void lmx_model_free(lmx_model *m) {
 
 /* ---- context ------------------------------------------------------------ */
 
-lmx_status lmx_ctx_create(lmx_ctx **out, const lmx_model *m) {
+lmx_ctx_params lmx_ctx_params_default(void) {
+    lmx_ctx_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+lmx_status lmx_ctx_create(lmx_ctx **out, const lmx_model *m, const lmx_ctx_params *params) {
+    if (!out) return lmx_err(LMX_ERR_ARG, "lmx_ctx_create: out is NULL");
     *out = NULL;
+    if (!m) return lmx_err(LMX_ERR_ARG, "lmx_ctx_create: no model");
+    lmx_ctx_params cp = params ? *params : lmx_ctx_params_default();
+    if (cp.n_threads < 0)
+        return lmx_err(LMX_ERR_ARG, "n_threads: expected 0 (the caller's setting) or more, got %d", cp.n_threads);
     lmx_ctx *c = lmx_calloc(1, sizeof *c);
     if (!c) return lmx_err(LMX_ERR_NOMEM, "context: out of memory");
     c->m = m;
+    c->params = cp;
     lmx_status st = op_ctx_create(&c->ops);
     if (st != LMX_OK) {
         lmx_free(c);
@@ -166,6 +186,7 @@ lmx_status lmx_ctx_create(lmx_ctx **out, const lmx_model *m) {
 void lmx_ctx_free(lmx_ctx *c) {
     if (!c) return;
     lmx_arena_free(&c->arena);
+    lora_state_free(&c->lora);
     op_ctx_free(c->ops);
     lmx_free(c);
 }
@@ -203,9 +224,12 @@ lmx_status pipeline_encode_text(lmx_ctx *c, const char *text, const char *what, 
     if (L > 128) return lmx_err(LMX_ERR_UNSUPPORTED, "tokenizer max length %d is over 128", L);
     lmx_status st = tokenize(m, text ? text : "", what, ids);
     if (st != LMX_OK) return st;
-    st = lmx_arena_reserve(&c->arena, clip_text_arena_bytes(m->sd->text, 1, L));
+    /* the context's hooks: side paths (with lora_scale) or merged kernels */
+    const nn_hooks *hooks = c->lora.model == m->sd ? &c->lora.hooks[LORA_TE] : NULL;
+    st = lmx_arena_reserve(&c->arena, clip_text_arena_bytes_lora(m->sd->text, nn_hooks_max_rank(hooks), 1, L));
     if (st != LMX_OK) return st;
-    nn_run run = {.ctx = c->ops, .arena = &c->arena, .lora_scale = lora_scale, .n_loras = n_loras};
+    nn_run run = {.ctx = c->ops, .arena = &c->arena, .hooks = hooks, .lora_scale = lora_scale,
+                  .n_loras = n_loras};
     return clip_text_forward(m->sd->text, &run, ids, 1, L, clip_skip, out);
 }
 
@@ -443,7 +467,14 @@ uint64_t lmx_generate_memory(const lmx_model *m, const lmx_gen_params *p) {
     return (ub > dec ? ub : dec) + bufs;
 }
 
-lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) {
+/* The context's abort callback asked to stop. */
+static int cancelled(const lmx_ctx *c) { return c->params.abort && c->params.abort(c->params.abort_user); }
+
+static lmx_status cancel_err(const char *where) {
+    return lmx_err(LMX_ERR_CANCELLED, "generate: cancelled by the abort callback %s", where);
+}
+
+static lmx_status generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) {
     const lmx_model *m = c->m;
     gen_info gi;
     memset(&gi, 0, sizeof gi);
@@ -492,6 +523,10 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
 
     /* 1. Text: E_pos (with clip_skip) and E_neg (always the last layer, as
      * diffusers' encode_prompt does), with the text-encoder LoRAs of the plan. */
+    if (cancelled(c)) {
+        st = cancel_err("before the text encoder");
+        goto done;
+    }
     st = pipeline_encode_text(c, p->prompt, "prompt", p->clip_skip, plan.te_scale, plan.n_rows, e_pos);
     if (st == LMX_OK && gi.cfg)
         st = pipeline_encode_text(c, p->negative_prompt, "negative prompt", 0, plan.te_scale,
@@ -525,7 +560,9 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
     /* 3. Denoise. */
     /* Everything the loop needs is allocated here: the arena for one UNet
      * batch and the scheduler's history. */
-    st = lmx_arena_reserve(&c->arena, unet_arena_bytes(m->sd->unet, B, h, w, ctx_len));
+    const nn_hooks *uhooks = c->lora.model == m->sd ? &c->lora.hooks[LORA_UNET] : NULL;
+    st = lmx_arena_reserve(&c->arena,
+                           unet_arena_bytes_lora(m->sd->unet, nn_hooks_max_rank(uhooks), B, h, w, ctx_len));
     if (st == LMX_OK) st = sched_reserve(sch, lat);
     if (st != LMX_OK) goto done;
     const int n_calls = sched_n_calls(sch);
@@ -533,8 +570,14 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
      * schedules) make one UNet call more than steps, not reported. */
     const int extra = n_calls > p->steps ? n_calls - p->steps : 0;
     double t1 = lmx_now();
-    nn_run run = {.ctx = c->ops, .arena = &c->arena, .n_loras = plan.n_rows};
+    nn_run run = {.ctx = c->ops, .arena = &c->arena, .hooks = uhooks, .n_loras = plan.n_rows};
     for (int k = 0; k < n_calls; k++) {
+        if (cancelled(c)) { /* between steps = between UNet passes */
+            char where[64];
+            snprintf(where, sizeof where, "before UNet pass %d of %d", k + 1, n_calls);
+            st = cancel_err(where);
+            goto done;
+        }
         st = sched_scale_model_input(sch, k, x, xin, lat);
         if (st != LMX_OK) goto done;
         to_nhwc_batch(xin, xb, n, C, h, w, B / n);
@@ -573,6 +616,10 @@ lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) 
     st = lmx_arena_reserve(&c->arena, vae_decode_arena_bytes(m->sd->vae, 1, h, w));
     if (st != LMX_OK) goto done;
     for (int i = 0; i < n && st == LMX_OK; i++) {
+        if (cancelled(c)) {
+            st = cancel_err("before the VAE decoder");
+            goto done;
+        }
         nn_run vrun = {.ctx = c->ops, .arena = &c->arena};
         lmx_arena_reset(&c->arena, 0);
         st = vae_decode(m->sd->vae, &vrun, z + (int64_t)i * (lat / n), 1, h, w,
@@ -618,6 +665,16 @@ done:
     lmx_free(e_neg);
     lmx_free(img);
     lmx_free(z);
+    return st;
+}
+
+/* The context's thread count applies to this call, in this thread only. */
+lmx_status lmx_generate(lmx_ctx *c, const lmx_gen_params *p, lmx_image *images) {
+    if (!c) return lmx_err(LMX_ERR_ARG, "generate: no context");
+    const int saved = lmx_get_threads();
+    if (c->params.n_threads > 0) lmx_set_threads(c->params.n_threads);
+    lmx_status st = generate(c, p, images);
+    lmx_set_threads(saved);
     return st;
 }
 

@@ -14,22 +14,23 @@
 #include "model/tokenizer.h"
 #include "ops/ops.h"
 #include "compose/compose.h"
+#include "lora/lora.h"
 
 struct lmx_model {
     sd_model *sd;
     tok_tokenizer *tok;
     char *path, *name;
     lmx_model_params params;
-    /* LoRAs loaded for this model (attached to its layers; index = row of
-     * the nn_run scale tables). */
-    struct lmx_lora **loras;
-    int n_loras, cap_loras;
+    /* Nothing here changes after lmx_model_load: LoRA state lives in the
+     * contexts. */
 };
 
 struct lmx_ctx {
     const lmx_model *m;
+    lmx_ctx_params params;
     op_ctx *ops;
     lmx_arena arena;
+    lora_state lora;     /* this context's attached LoRAs / merged kernels   */
     float *keep_latents; /* tests: when set, the final latents are copied here */
 };
 
@@ -50,16 +51,17 @@ typedef struct gen_plan {
     int n_branches;          /* UNet branches per step (N for Composite)        */
     int per_branch;
     int n_samples;           /* UNet batch B = n_branches · per_branch          */
-    int n_rows;              /* rows of the scale tables = the model's LoRAs    */
+    int n_rows;              /* rows of the scale tables = the used LoRAs       */
     float lam;               /* global LoRA scale λ                             */
-    int *row_of;             /* [n_loras] registry row of each used LoRA        */
+    int *row_of;             /* [n_loras] row of each used LoRA: its rank in
+                                load order (the order of the adapter lists)     */
     const lmx_lora_use *loras;
     float *te_scale;         /* [n_rows][1], NULL = no text-encoder side paths  */
     float *unet_scale;       /* [n_rows][n_samples] of the current step         */
     compose_plan cp;
     int has_cp;
-    int merged;              /* merged kernels installed: unmerge at the end    */
-    lmx_model *model;
+    int merged;              /* merged kernels installed (in ls)                */
+    lora_state *ls;          /* the context's LoRA state, emptied at the end    */
 } gen_plan;
 
 lmx_status pipeline_encode_text(lmx_ctx *c, const char *text, const char *what, int clip_skip,
@@ -82,6 +84,5 @@ void pipeline_plan_culprits(const gen_plan *plan, const lmx_gen_params *p, int s
  * Composition: ...") to sb; nothing when no LoRA is in use. */
 void pipeline_loras_describe(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan, lmx_sb *sb);
 void pipeline_loras_json(const lmx_ctx *c, const lmx_gen_params *p, const gen_plan *plan, cJSON *j);
-void pipeline_loras_release(lmx_model *m);
 
 #endif

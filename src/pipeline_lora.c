@@ -3,16 +3,17 @@
  * plan (src/compose, docs/methods.md) into the scale tables the
  * networks read (the branches are combined by compose_plan_combine).
  *
- * Every LoRA loaded for a model is attached to its layers with lora_index =
- * its row in the model's registry (lora_api.c). A generation therefore only
- * fills tables: the text encoder gets te_scale[row] = λ·te_scale_i for the
+ * The context attaches the generation's LoRAs to its own hook tables
+ * (c->lora; the model is never written), LoRA i at row row_of[i] = its rank
+ * in load order, so that every layer sums its adapters in one fixed order
+ * whatever the order of p->loras. The generation then only fills tables: the text encoder gets te_scale[row] = λ·te_scale_i for the
  * LoRAs the method activates there; at step k the UNet gets
  * unet_scale[row][sample] = λ·unet_scale_i for the LoRA(s) of each sample's
  * branch. Switching LoRAs between steps is a table change, no weight work.
  *
- * Merged mode (lora_merged, method merge only) installs private merged
- * kernels for the touched layers before the run and restores the base
- * kernels after it; the tables stay NULL.
+ * Merged mode (lora_merged, method merge only) builds private merged
+ * kernels for the touched layers in the context's hooks before the run and
+ * frees them after it; the tables stay NULL.
  */
 #include <math.h>
 #include <string.h>
@@ -21,21 +22,22 @@
 #include "lora/lora.h"
 #include "pipeline_impl.h"
 
-/* Row of each used LoRA in the model's registry. */
+/* Check the used LoRAs; row of each = its rank in load order. */
 static lmx_status map_rows(const lmx_model *m, const lmx_gen_params *p, int *row_of) {
     for (int i = 0; i < p->n_loras; i++) {
         const lmx_lora_use *u = &p->loras[i];
         if (!u->lora) return lmx_err(LMX_ERR_ARG, "LoRA %d: no LoRA handle", i + 1);
         if (!isfinite(u->unet_scale) || !isfinite(u->te_scale))
             return lmx_err(LMX_ERR_ARG, "LoRA %s: scale is not a finite number", u->lora->name);
-        row_of[i] = -1;
-        for (int r = 0; r < m->n_loras; r++)
-            if (m->loras[r] == u->lora) row_of[i] = r;
-        if (row_of[i] < 0)
+        if (u->lora->model != m->sd)
             return lmx_err(LMX_ERR_ARG, "LoRA %s was loaded for another model", u->lora->path);
         for (int j = 0; j < i; j++)
-            if (row_of[j] == row_of[i])
+            if (p->loras[j].lora == u->lora)
                 return lmx_err(LMX_ERR_ARG, "LoRA %s is given twice", u->lora->path);
+    }
+    for (int i = 0; i < p->n_loras; i++) {
+        row_of[i] = 0;
+        for (int j = 0; j < p->n_loras; j++) row_of[i] += p->loras[j].lora->serial < p->loras[i].lora->serial;
     }
     return LMX_OK;
 }
@@ -46,24 +48,31 @@ lmx_status pipeline_plan(lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi
     memset(plan, 0, sizeof *plan);
     plan->per_branch = gi->cfg ? 2 * p->n_images : p->n_images;
     plan->lam = p->lora_scale;
+    plan->ls = &c->lora;
     if (p->n_loras < 0 || (p->n_loras > 0 && !p->loras))
         return lmx_err(LMX_ERR_ARG, "loras: %d LoRAs but no list", p->n_loras);
     const int n = p->n_loras;
     lmx_status st = LMX_OK;
     float *te_mult = NULL;
+    const lmx_lora **set = NULL;
     if (n > 0) {
         plan->row_of = lmx_malloc(sizeof(int) * (size_t)n);
         te_mult = lmx_malloc(sizeof(float) * (size_t)n);
-        if (!plan->row_of || !te_mult) {
+        set = lmx_malloc(sizeof *set * (size_t)n);
+        if (!plan->row_of || !te_mult || !set) {
             st = lmx_err(LMX_ERR_NOMEM, "LoRA plan: out of memory");
             goto done;
         }
         if ((st = map_rows(m, p, plan->row_of)) != LMX_OK) goto done;
         for (int i = 0; i < n; i++) te_mult[i] = p->lora_scale * p->loras[i].te_scale;
+        /* runtime side paths in the context's hooks, in load order */
+        for (int i = 0; i < n; i++) set[plan->row_of[i]] = p->loras[i].lora;
+        if ((st = lora_attach(&c->lora, m->sd, set, n)) != LMX_OK) goto done;
     }
     /* The plan: for PAW/PTW the text encoder runs through the context. */
     compose_clip cc = {.text = m->sd->text, .ops = c->ops, .arena = &c->arena, .n_loras = n,
-                       .row_of = plan->row_of, .n_rows = m->n_loras, .te_mult = te_mult};
+                       .row_of = plan->row_of, .n_rows = n, .te_mult = te_mult,
+                       .hooks = n > 0 ? &c->lora.hooks[LORA_TE] : NULL};
     compose_encoder enc = {.tok = m->tok, .hidden = clip_text_cfg(m->sd->text)->hidden,
                            .encode = compose_clip_encode, .user = &cc, .warn_prompt = 0};
     st = compose_plan_build(&plan->cp, &p->compose, p->loras, n, p->prompt, n_steps, &enc, NULL);
@@ -71,7 +80,7 @@ lmx_status pipeline_plan(lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi
     plan->has_cp = 1;
     plan->n_branches = plan->cp.n_branches;
     plan->n_samples = plan->n_branches * plan->per_branch;
-    plan->n_rows = m->n_loras;
+    plan->n_rows = n;
     if (n == 0) goto done;
 
     if (p->lora_merged) {
@@ -80,24 +89,20 @@ lmx_status pipeline_plan(lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi
                          lmx_method_name(p->compose.method));
             goto done;
         }
-        const lmx_lora **set = lmx_malloc(sizeof *set * (size_t)n);
+        lora_detach(&c->lora);
         float *uw = lmx_malloc(sizeof(float) * (size_t)n), *tw = lmx_malloc(sizeof(float) * (size_t)n);
-        if (set && uw && tw) {
-            for (int i = 0; i < n; i++) {
+        if (uw && tw) {
+            for (int i = 0; i < n; i++) { /* in the order given (the sum's order) */
                 set[i] = p->loras[i].lora;
                 uw[i] = p->lora_scale * p->loras[i].unet_scale;
                 tw[i] = plan->cp.te_on[i] ? te_mult[i] : 0.0f;
             }
-            /* The model's layers are its mutable part (see lora_api.c). */
-            st = lora_merge(((lmx_model *)m)->sd, set, uw, tw, n);
-            if (st == LMX_OK) {
-                plan->merged = 1;
-                plan->model = (lmx_model *)m;
-            }
+            /* private kernels of this context */
+            st = lora_merge(&c->lora, m->sd, set, uw, tw, n);
+            if (st == LMX_OK) plan->merged = 1;
         } else {
             st = lmx_err(LMX_ERR_NOMEM, "LoRA merge: out of memory");
         }
-        lmx_free(set);
         lmx_free(uw);
         lmx_free(tw);
         goto done;
@@ -112,6 +117,7 @@ lmx_status pipeline_plan(lmx_ctx *c, const lmx_gen_params *p, const gen_info *gi
     plan->loras = p->loras;
 done:
     lmx_free(te_mult);
+    lmx_free(set);
     if (st != LMX_OK) pipeline_plan_free(plan);
     return st;
 }
@@ -124,7 +130,10 @@ const float *pipeline_plan_unet_scales(gen_plan *plan, int step) {
 }
 
 void pipeline_plan_free(gen_plan *plan) {
-    if (plan->merged && plan->model) lora_unmerge(plan->model->sd);
+    if (plan->ls) {
+        lora_unmerge(plan->ls);
+        lora_detach(plan->ls);
+    }
     if (plan->has_cp) compose_plan_free(&plan->cp);
     lmx_free(plan->te_scale);
     lmx_free(plan->unet_scale);
@@ -193,11 +202,4 @@ void pipeline_loras_json(const lmx_ctx *c, const lmx_gen_params *p, const gen_pl
     cJSON_AddBoolToObject(j, "lora_merged", p->lora_merged);
     cJSON *comp = cJSON_AddObjectToObject(j, "composition");
     if (comp && plan->has_cp) compose_plan_json(&plan->cp, comp);
-}
-
-void pipeline_loras_release(lmx_model *m) {
-    for (int i = 0; i < m->n_loras; i++) lora_orphan(m->loras[i]);
-    lmx_free(m->loras);
-    m->loras = NULL;
-    m->n_loras = m->cap_loras = 0;
 }

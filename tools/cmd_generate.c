@@ -437,7 +437,7 @@ int cmd_generate(int argc, char **argv) {
     }
     if (st == LMX_OK && rc == CLI_OK) rc = check_size(m, &p, yes, quiet);
     double t_load = cli_now() - t0;
-    if (st == LMX_OK && rc == CLI_OK) st = lmx_ctx_create(&ctx, m);
+    if (st == LMX_OK && rc == CLI_OK) st = lmx_ctx_create(&ctx, m, NULL);
     if (st == LMX_OK && rc == CLI_OK) st = lmx_generate(ctx, &p, imgs);
     if (rc != CLI_OK) {
         /* already reported */

@@ -126,7 +126,7 @@ int cmd_weights(int argc, char **argv) {
         goto done;
     }
     lmx_status st = lmx_model_load(&m, model, NULL);
-    if (st == LMX_OK) st = lmx_ctx_create(&ctx, m);
+    if (st == LMX_OK) st = lmx_ctx_create(&ctx, m, NULL);
     if (st != LMX_OK) {
         rc = cli_fail_status(st);
         goto done;

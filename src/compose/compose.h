@@ -162,7 +162,7 @@ typedef struct compose_encoder {
  * re-made, as the pipeline's reserve). With te_on, LoRA i (i < n_loras) of
  * the composition runs its text-encoder side paths at te_mult[i] in row
  * row_of[i] (row_of NULL: row i) of an [n_rows][B] scale table; the LoRAs
- * must be attached to the model's layers. */
+ * must be attached to `hooks` (the caller's text-encoder hook table). */
 typedef struct compose_clip {
     const clip_text *text;
     op_ctx *ops;
@@ -171,6 +171,7 @@ typedef struct compose_clip {
     const int *row_of;         /* [n_loras] or NULL                              */
     int n_rows;
     const float *te_mult;      /* [n_loras] λ·te_scale_i                         */
+    const nn_hooks *hooks;     /* the LoRAs' text-encoder hooks, or NULL         */
 } compose_clip;
 
 lmx_status compose_clip_encode(void *user, const int64_t *ids, int B, int L, const unsigned char *te_on,

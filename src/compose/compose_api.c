@@ -81,12 +81,16 @@ lmx_status lmx_prompt_weights(lmx_ctx *ctx, const char *prompt, const lmx_lora_u
     if (weighting == LMX_WEIGHTING_PAW || weighting == LMX_WEIGHTING_PTW) {
         compose_weights cw;
         compose_clip cc = {.text = ctx->m->sd->text, .ops = ctx->ops, .arena = &ctx->arena};
+        /* the context's thread count, for this call only */
+        const int saved = lmx_get_threads();
+        if (ctx->params.n_threads > 0) lmx_set_threads(ctx->params.n_threads);
         compose_encoder enc = {.tok = ctx->m->tok,
                                .hidden = clip_text_cfg(ctx->m->sd->text)->hidden,
                                .encode = compose_clip_encode,
                                .user = &cc,
                                .warn_prompt = 1};
         lmx_status st = compose_prompt_weights(&enc, prompt, loras, n, weighting, NULL, COMPOSE_POOL_MEAN77, &cw);
+        lmx_set_threads(saved);
         if (st != LMX_OK) return st;
         for (int i = 0; i < n; i++) {
             if (w) w[i] = cw.w[i];

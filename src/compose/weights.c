@@ -116,9 +116,10 @@ lmx_status compose_clip_encode(void *user, const int64_t *ids, int B, int L, con
             for (int b = 0; b < B; b++) scale[(int64_t)row * B + b] = cc->te_mult[i];
         }
     }
-    lmx_status st = lmx_arena_reserve(cc->arena, clip_text_arena_bytes(cc->text, B, L));
+    lmx_status st = lmx_arena_reserve(cc->arena, clip_text_arena_bytes_lora(cc->text, nn_hooks_max_rank(cc->hooks), B, L));
     if (st == LMX_OK) {
-        nn_run run = {.ctx = cc->ops, .arena = cc->arena, .lora_scale = scale, .n_loras = scale ? cc->n_rows : 0};
+        nn_run run = {.ctx = cc->ops, .arena = cc->arena, .hooks = cc->hooks, .lora_scale = scale,
+                      .n_loras = scale ? cc->n_rows : 0};
         st = clip_text_forward(cc->text, &run, ids, B, L, 0, out);
     }
     lmx_free(scale);

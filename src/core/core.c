@@ -31,7 +31,7 @@ const char *lmx_status_name(lmx_status st) {
     static const char *names[LMX_STATUS_COUNT] = {
         "ok", "bad argument", "i/o error", "bad file format", "shape mismatch",
         "unsupported", "out of memory", "backend error", "internal error",
-        "non-finite numbers",
+        "non-finite numbers", "cancelled",
     };
     if ((int)st < 0 || st >= LMX_STATUS_COUNT) return "unknown status";
     return names[st];

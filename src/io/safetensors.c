@@ -38,6 +38,7 @@ struct st_file {
     const uint8_t *map; /* whole file or caller's buffer */
     size_t map_size;
     int owns_map;       /* munmap on close */
+    void *own_map;      /* the mapping itself when owned (= map)           */
     unsigned flags;     /* ST_ALLOW_GAPS */
     uint64_t header_size;
     st_tensor *tensors; /* header order */
@@ -525,6 +526,7 @@ lmx_status st_open_flags(st_file **out, const char *path, unsigned flags) {
             return st;
         }
         f->map = m;
+        f->own_map = m;
         f->owns_map = 1;
     }
     close(fd);
@@ -549,7 +551,7 @@ lmx_status st_open_buffer_flags(st_file **out, const void *buf, size_t n, const 
 }
 
 void st_drop_pages(const st_file *f) {
-    if (f && f->owns_map && f->map) madvise((void *)f->map, f->map_size, MADV_DONTNEED);
+    if (f && f->owns_map && f->map) madvise(f->own_map, f->map_size, MADV_DONTNEED);
 }
 
 void st_drop_range(const st_file *f, const void *p, size_t n) {
@@ -563,7 +565,7 @@ void st_drop_range(const st_file *f, const void *p, size_t n) {
 
 void st_close(st_file *f) {
     if (!f) return;
-    if (f->owns_map && f->map) munmap((void *)f->map, f->map_size);
+    if (f->owns_map && f->map) munmap(f->own_map, f->map_size);
     lmx_free(f->meta_keys);
     lmx_free(f->meta_vals);
     lmx_free(f->meta_sorted);

@@ -1,7 +1,8 @@
 /*
  * lora.h - LoRA adapters for SD1.x models: load the common file formats,
  * match them against a model's own layers, apply them at runtime (side
- * paths on the nn_layer hook) or merged into private weight copies.
+ * paths in a caller-owned lora_state of nn_hooks) or merged into private
+ * weight copies held by that state.
  *
  * Formats (docs/lora.md, docs/methods.md §2.4):
  *   - kohya sd-scripts: "lora_unet_<path>" / "lora_te_<path>" with '.'
@@ -32,17 +33,20 @@
  *     lora_load(&a, model, "a.safetensors", NULL);   // matched, packed, checked
  *     lora_load(&b, model, "b.safetensors", NULL);
  *     const lmx_lora *set[2] = {a, b};
- *     lora_attach(model, set, 2);        // once: LoRA i -> row i of the scale tables
- *     // ... forwards with nn_run.lora_scale = [2][n_samples] tables: switching
+ *     lora_state ls = {0};               // the caller's (a context's) LoRA state
+ *     lora_attach(&ls, model, set, 2);   // LoRA i -> row i of the scale tables
+ *     // ... forwards with nn_run.hooks = &ls.hooks[LORA_UNET] (LORA_TE for the
+ *     // text encoder) and nn_run.lora_scale = [2][n_samples] tables: switching
  *     // the active set between steps is only a different table
- *     lora_detach(model);
+ *     lora_detach(&ls);
  *   or merged:
- *     lora_merge(model, set, unet_w, te_w, 2);   // private W + Σ w_i·s·B_i·A_i
- *     // ... forwards with lora_scale = NULL
- *     lora_unmerge(model);                        // back to the pristine kernels
+ *     lora_merge(&ls, model, set, unet_w, te_w, 2); // private W + Σ w_i·s·B_i·A_i
+ *     // ... forwards with the same hooks and lora_scale = NULL
+ *     lora_unmerge(&ls);                            // back to the base kernels
+ *     lora_state_free(&ls);
  *
- * The model's own weights are never written. A loaded LoRA is immutable
- * (attach only records pointers to its kernels in the layers).
+ * Neither the model nor a loaded LoRA is ever written: both may be shared
+ * by threads that each hold their own lora_state.
  */
 #ifndef LMX_LORA_LORA_H
 #define LMX_LORA_LORA_H
@@ -85,7 +89,7 @@ typedef struct lora_target {
     nn_kind kind;
     int64_t n_out, n_in;
     int k, stride, pad;      /* conv geometry (1, 1, 0 for a linear)               */
-    nn_layer *layer;         /* the model's layer; NULL for a config-only list     */
+    const nn_layer *layer;   /* the model's layer; NULL for a config-only list     */
 } lora_target;
 
 typedef struct lora_targets lora_targets;
@@ -154,7 +158,8 @@ struct lmx_lora {
     const sd_model *model;       /* the model whose layers were matched (NULL: inspect) */
     lora_targets *targets;       /* owned when loaded for a model                  */
     int *mod_of_target;          /* [targets] module index or -1                   */
-    void *owner;                 /* pipeline bookkeeping (the lmx_model), or NULL  */
+    uint64_t serial;             /* load order (process-wide, from 1): the order of
+                                    the adapters in a layer's list                 */
 };
 typedef struct lmx_lora lmx_lora;
 
@@ -170,37 +175,45 @@ lmx_status lora_load(lmx_lora **out, const sd_model *m, const char *path, const 
 lmx_status lora_load_targets(lmx_lora **out, const lora_targets *t, const char *path,
                              const lora_opts *opts);
 void lora_free(lmx_lora *l);
-/* The model a registered LoRA (lmx_lora_load) belongs to is being freed:
- * forget it, so that a later lmx_lora_free touches no layer. The pipeline
- * calls this for each LoRA of the model's registry in lmx_model_free. */
-void lora_orphan(lmx_lora *l);
-
 /* The report as JSON (a cJSON object; the caller deletes it). NULL on OOM. */
 struct cJSON;
 struct cJSON *lora_report_json(const lmx_lora *l);
 
 /* ---- applying ------------------------------------------------------------ */
 
-/* Detach every adapter, then attach loras[i]'s modules to m's layers with
- * lora_index = i. Each LoRA must have been loaded for m. Activation arenas
- * sized before must be re-sized (the side-path scratch grows with the
- * largest attached rank). On error nothing stays attached. */
-lmx_status lora_attach(sd_model *m, const lmx_lora *const *loras, int n);
-void lora_detach(sd_model *m);
+/* The per-run LoRA state of one model: a hook table per component (UNet,
+ * text encoder; nn_hooks, index = layer id) holding the attached adapters
+ * and the merged private kernels. Owned by its user (an lmx_ctx); zero-
+ * initialised = empty; built lazily for the model of the first call. */
+typedef struct lora_state {
+    const sd_model *model;
+    nn_hooks hooks[LORA_N_COMP];
+} lora_state;
+
+void lora_state_free(lora_state *s);
+/* Largest attached rank of a component (0 when none). */
+int lora_state_rank(const lora_state *s, lora_comp c);
+
+/* Detach every adapter of s, then attach loras[i]'s modules with lora_index
+ * = i. Each LoRA must have been loaded for m. Activation arenas sized before
+ * must be re-sized (the side-path scratch grows with the largest attached
+ * rank). On error nothing stays attached. */
+lmx_status lora_attach(lora_state *s, const sd_model *m, const lmx_lora *const *loras, int n);
+void lora_detach(lora_state *s);
 
 /* Merged mode: for every layer some LoRA touches, build a private kernel
  * from the pristine weights (re-read from the mapped file):
  *     W' = W + Σ_i w_i · scale_m · B_i A_i      (w = unet_w[i] or te_w[i])
- * and install it with nn_layer_set_merged; untouched layers keep their base
- * kernel. w_i = 0 skips LoRA i. Replaces any previous merge (never
- * un-merges by subtraction). The scale tables must be NULL (or all zero)
- * in forwards that should not add side paths on top. */
-lmx_status lora_merge(sd_model *m, const lmx_lora *const *loras, const float *unet_w,
-                      const float *te_w, int n);
+ * and install it in s's hooks; untouched layers keep their base kernel.
+ * w_i = 0 skips LoRA i. Replaces any previous merge of s (never un-merges
+ * by subtraction). The scale tables must be NULL (or all zero) in forwards
+ * that should not add side paths on top. */
+lmx_status lora_merge(lora_state *s, const sd_model *m, const lmx_lora *const *loras,
+                      const float *unet_w, const float *te_w, int n);
 /* Every layer back to its base kernel. */
-void lora_unmerge(sd_model *m);
+void lora_unmerge(lora_state *s);
 /* Layers with a merged kernel installed. */
-int lora_n_merged(const sd_model *m);
+int lora_n_merged(const lora_state *s);
 
 /* ---- training metadata ---------------------------------------------------- */
 

@@ -1,6 +1,8 @@
 /*
- * lora_apply.c - putting loaded LoRAs to work on a model: runtime side paths
- * (attach/detach) or merged private kernels (merge/unmerge).
+ * lora_apply.c - putting loaded LoRAs to work for one user of a model (a
+ * lora_state, held by a context): runtime side paths (attach/detach) or
+ * merged private kernels (merge/unmerge), both in the state's hook tables;
+ * the model's layers are only read.
  *
  * Runtime: every module of LoRA i becomes an nn_adapter of its layer with
  * lora_index = i and alpha_over_rank = the module's scale; nn.c then adds
@@ -12,7 +14,7 @@
  *
  * Merged: W' = W + Σ_i w_i · scale · B_i A_i computed from the pristine
  * weights (re-read from the model's mapped file, nn_layer_weight_f32), into
- * a private kernel per touched layer (nn_layer_set_merged). Unmerging
+ * a private kernel per touched layer (nn_hooks_set_merged). Unmerging
  * restores the base kernels; nothing is ever subtracted. ΔW for a k x k
  * conv is B [out, r] times A [r, in·k·k] (= diffusers' fuse_lora delta,
  * conv2d(A^T, B)^T). One GEMM per module (op_matmul, fp32, beta = 1 into W).
@@ -20,21 +22,6 @@
 #include <string.h>
 
 #include "lora/lora_impl.h"
-
-static void for_layers(sd_model *m, void (*fn)(nn_layer *, void *), void *user) {
-    nn_layers *ls[2] = {unet_layers(m->unet), clip_text_layers(m->text)};
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < ls[k]->n; i++) fn(ls[k]->v[i], user);
-}
-
-static void detach_one(nn_layer *l, void *u) {
-    (void)u;
-    nn_layer_detach_all(l);
-}
-
-void lora_detach(sd_model *m) {
-    if (m && m->unet && m->text) for_layers(m, detach_one, NULL);
-}
 
 static lmx_status check_set(const sd_model *m, const lmx_lora *const *loras, int n) {
     if (!m || !m->unet || !m->text) return lmx_err(LMX_ERR_ARG, "LoRA: no model");
@@ -48,10 +35,39 @@ static lmx_status check_set(const sd_model *m, const lmx_lora *const *loras, int
     return LMX_OK;
 }
 
-lmx_status lora_attach(sd_model *m, const lmx_lora *const *loras, int n) {
+void lora_state_free(lora_state *s) {
+    if (!s) return;
+    for (int c = 0; c < LORA_N_COMP; c++) nn_hooks_free(&s->hooks[c]);
+    memset(s, 0, sizeof *s);
+}
+
+int lora_state_rank(const lora_state *s, lora_comp c) {
+    return s && s->hooks[c].v ? nn_hooks_max_rank(&s->hooks[c]) : 0;
+}
+
+/* Hook tables for m's layers (kept while the model stays the same). */
+static lmx_status state_for(lora_state *s, const sd_model *m) {
+    if (s->model == m && s->hooks[LORA_UNET].v) return LMX_OK;
+    lora_state_free(s);
+    lmx_status st = nn_hooks_init(&s->hooks[LORA_UNET], unet_layers(m->unet));
+    if (!st) st = nn_hooks_init(&s->hooks[LORA_TE], clip_text_layers(m->text));
+    if (st) {
+        lora_state_free(s);
+        return st;
+    }
+    s->model = m;
+    return LMX_OK;
+}
+
+void lora_detach(lora_state *s) {
+    for (int c = 0; s && c < LORA_N_COMP; c++) nn_hooks_detach_all(&s->hooks[c]);
+}
+
+lmx_status lora_attach(lora_state *s, const sd_model *m, const lmx_lora *const *loras, int n) {
     lmx_status st = check_set(m, loras, n);
+    if (!st) st = state_for(s, m);
     if (st) return st;
-    lora_detach(m);
+    lora_detach(s);
     for (int i = 0; i < n; i++) {
         const lmx_lora *l = loras[i];
         for (int j = 0; j < l->n_mod; j++) {
@@ -66,10 +82,10 @@ lmx_status lora_attach(sd_model *m, const lmx_lora *const *loras, int n) {
             a.down_conv = md->down_conv;
             a.up_conv = md->up_conv;
             a.alpha_over_rank = md->scale;
-            a.user = (void *)md;
-            if ((st = nn_layer_attach(md->tg->layer, &a))) {
+            a.user = NULL;
+            if ((st = nn_hooks_attach(&s->hooks[md->comp], md->tg->layer, &a))) {
                 lmx_err_prefix("%s: ", l->path);
-                lora_detach(m);
+                lora_detach(s);
                 return st;
             }
         }
@@ -79,20 +95,21 @@ lmx_status lora_attach(sd_model *m, const lmx_lora *const *loras, int n) {
 
 /* ---- merged ------------------------------------------------------------------ */
 
-static void unmerge_one(nn_layer *l, void *u) {
-    (void)u;
-    if (l->merged_lin || l->merged_conv) nn_layer_set_merged(l, NULL, NULL);
+void lora_unmerge(lora_state *s) {
+    for (int c = 0; s && c < LORA_N_COMP; c++) {
+        nn_hooks *h = &s->hooks[c];
+        for (int i = 0; i < h->n; i++) {
+            op_linear_free(h->v[i].merged_lin);
+            op_conv2d_free(h->v[i].merged_conv);
+            h->v[i].merged_lin = NULL;
+            h->v[i].merged_conv = NULL;
+        }
+    }
 }
 
-void lora_unmerge(sd_model *m) {
-    if (m && m->unet && m->text) for_layers(m, unmerge_one, NULL);
-}
-
-static void count_one(nn_layer *l, void *u) { *(int *)u += l->merged_lin || l->merged_conv; }
-
-int lora_n_merged(const sd_model *m) {
+int lora_n_merged(const lora_state *s) {
     int n = 0;
-    if (m && m->unet && m->text) for_layers((sd_model *)m, count_one, &n);
+    for (int c = 0; s && c < LORA_N_COMP; c++) n += nn_hooks_n_merged(&s->hooks[c]);
     return n;
 }
 
@@ -107,11 +124,12 @@ static lmx_status add_delta(op_ctx *ctx, const lora_module *md, float s, float *
     return st;
 }
 
-lmx_status lora_merge(sd_model *m, const lmx_lora *const *loras, const float *unet_w,
-                      const float *te_w, int n) {
+lmx_status lora_merge(lora_state *ls, const sd_model *m, const lmx_lora *const *loras,
+                      const float *unet_w, const float *te_w, int n) {
     lmx_status st = check_set(m, loras, n);
+    if (!st) st = state_for(ls, m);
     if (st) return st;
-    lora_unmerge(m);
+    lora_unmerge(ls);
     if (n == 0) return LMX_OK;
     op_ctx *ctx = NULL;
     float *W = NULL, *bias = NULL, *A = NULL, *B = NULL;
@@ -120,7 +138,7 @@ lmx_status lora_merge(sd_model *m, const lmx_lora *const *loras, const float *un
     if ((st = op_ctx_create(&ctx))) return st;
     for (int ti = 0; ti < t->n; ti++) {
         const lora_target *g = &t->v[ti];
-        nn_layer *layer = g->layer;
+        const nn_layer *layer = g->layer;
         const float *w = g->comp == LORA_UNET ? unet_w : te_w;
         int touched = 0;
         for (int i = 0; w && i < n; i++) {
@@ -177,7 +195,7 @@ lmx_status lora_merge(sd_model *m, const lmx_lora *const *loras, const float *un
         else
             st = op_conv2d_create(&conv, W, bp, g->n_out, g->n_in, g->k, g->k, g->stride, g->pad,
                                   OP_PREC_F32, 0);
-        if (!st) st = nn_layer_set_merged(layer, lin, conv);
+        if (!st) st = nn_hooks_set_merged(&ls->hooks[g->comp], layer, lin, conv);
         if (st) {
             op_linear_free(lin);
             op_conv2d_free(conv);
@@ -186,7 +204,7 @@ lmx_status lora_merge(sd_model *m, const lmx_lora *const *loras, const float *un
         }
     }
 done:
-    if (st) lora_unmerge(m);
+    if (st) lora_unmerge(ls);
     lmx_free(W);
     lmx_free(bias);
     lmx_free(A);

@@ -25,6 +25,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "io/detect.h"
@@ -633,6 +634,9 @@ static int looks_like_safetensors(const char *path) {
     return n == sizeof h && h[8] == '{';
 }
 
+/* Load order of every LoRA of the process (lmx_lora.serial). */
+static _Atomic uint64_t g_serial;
+
 static lmx_status load_impl(lmx_lora **out, const lora_targets *t, const sd_model *model,
                             const char *path, const lora_opts *opts) {
     lmx_status st = LMX_OK;
@@ -641,6 +645,7 @@ static lmx_status load_impl(lmx_lora **out, const lora_targets *t, const sd_mode
     lmx_lora *l = lmx_calloc(1, sizeof *l);
     if (!l) return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", path);
     l->opts = opts ? *opts : lora_opts_default();
+    l->serial = atomic_fetch_add(&g_serial, 1) + 1;
     l->path = lmx_strdup(path);
     l->name = base_name(path);
     if (!l->path || !l->name) {

@@ -89,7 +89,7 @@ static int is_unet_attn_proj(const char *p) {
 
 lmx_status lora_ref_scales(lmx_lora *l, char notes[LORA_N_COMP][512]) {
     lmx_status st = LMX_OK;
-    const lora_module **ord = NULL;
+    lora_module **ord = NULL;
     double *ranks = NULL, *alphas = NULL;
     for (int c = 0; c < LORA_N_COMP; c++) notes[c][0] = 0;
     if (!l->n_mod) return LMX_OK;
@@ -123,7 +123,7 @@ lmx_status lora_ref_scales(lmx_lora *l, char notes[LORA_N_COMP][512]) {
         int all_one = c == LORA_UNET && n_rank_exc > 1;
         int n_diff = 0;
         for (int i = 0; i < n; i++) {
-            lora_module *m = (lora_module *)ord[i];
+            lora_module *m = ord[i];
             double a = a_def;
             int kohya_alpha = m->has_alpha && (m->spelling & LORA_FMT_KOHYA);
             if (kohya_alpha && n_alpha_values > 1 && (double)m->alpha != a_def) {

@@ -181,7 +181,7 @@ static lmx_status finish(lora_targets *t, const unet_config *ucfg) {
 
 /* ---- from a model ----------------------------------------------------------- */
 
-static lmx_status add_layers(lora_targets *t, nn_layers *ls, lora_comp comp) {
+static lmx_status add_layers(lora_targets *t, const nn_layers *ls, lora_comp comp) {
     for (int i = 0; i < ls->n; i++) {
         nn_layer *l = ls->v[i];
         lmx_status st = add_target(t, l->path, comp, l->kind, l->n_out, l->n_in,

@@ -27,7 +27,7 @@ struct clip_text {
 };
 
 const clip_text_config *clip_text_cfg(const clip_text *m) { return &m->cfg; }
-nn_layers *clip_text_layers(clip_text *m) { return &m->layers; }
+const nn_layers *clip_text_layers(const clip_text *m) { return &m->layers; }
 
 void clip_text_free(clip_text *m) {
     if (!m) return;
@@ -82,14 +82,17 @@ fail:
     return st;
 }
 
-static int64_t lora_floats(const clip_text *m, int64_t rows) {
-    int r = nn_layers_max_rank(&m->layers);
+static int64_t lora_floats(const clip_text *m, int r, int64_t rows) {
     return nn_lora_scratch_floats(r, LMX_MAX((int64_t)m->cfg.hidden, (int64_t)m->cfg.intermediate), rows);
 }
 
 size_t clip_text_arena_bytes(const clip_text *m, int B, int L) {
+    return clip_text_arena_bytes_lora(m, 0, B, L);
+}
+
+size_t clip_text_arena_bytes_lora(const clip_text *m, int lora_rank, int B, int L) {
     int64_t M = (int64_t)B * L, C = m->cfg.hidden;
-    int64_t lr = lora_floats(m, L);
+    int64_t lr = lora_floats(m, lora_rank, L);
     return 6 * nn_bytes(M * C) + nn_bytes(M * m->cfg.intermediate) + (lr ? nn_bytes(lr) : 0) + NN_ARENA_SLACK;
 }
 
@@ -108,7 +111,8 @@ lmx_status clip_text_forward(const clip_text *m, nn_run *run, const int64_t *ids
             return lmx_err(LMX_ERR_ARG, "text encoder: token id %lld at position %lld is outside the vocabulary "
                            "(%d ids)", (long long)ids[i], (long long)(i % L), c->vocab);
     if (!run || !run->arena) return lmx_err(LMX_ERR_ARG, "text encoder: forward needs a run with an arena");
-    size_t need = clip_text_arena_bytes(m, B, L);
+    const int rank = nn_hooks_max_rank(run->hooks);
+    size_t need = clip_text_arena_bytes_lora(m, rank, B, L);
     if (run->arena->size - run->arena->used < need)
         return lmx_err(LMX_ERR_ARG, "text encoder: activation arena has %zu bytes free, %zu needed",
                        run->arena->size - run->arena->used, need);
@@ -117,7 +121,7 @@ lmx_status clip_text_forward(const clip_text *m, nn_run *run, const int64_t *ids
     float *x = nn_alloc(run, M * C), *n = nn_alloc(run, M * C), *q = nn_alloc(run, M * C);
     float *k = nn_alloc(run, M * C), *v = nn_alloc(run, M * C), *o = nn_alloc(run, M * C);
     float *f = nn_alloc(run, M * I);
-    int64_t lr = lora_floats(m, L);
+    int64_t lr = lora_floats(m, rank, L);
     run->scratch = lr ? nn_alloc(run, lr) : NULL;
     run->scratch_n = lr;
     if (!x || !n || !q || !k || !v || !o || !f || (lr && !run->scratch)) {

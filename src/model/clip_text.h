@@ -27,10 +27,12 @@ lmx_status clip_text_load(clip_text **out, nn_src *src, const clip_text_config *
 void clip_text_free(clip_text *m);
 
 const clip_text_config *clip_text_cfg(const clip_text *m);
-nn_layers *clip_text_layers(clip_text *m);
+const nn_layers *clip_text_layers(const clip_text *m);
 
-/* Arena bytes for B sequences of L tokens (with the adapters attached now). */
+/* Arena bytes for B sequences of L tokens without LoRA side paths (_lora:
+ * with hooks whose largest adapter rank is lora_rank). */
 size_t clip_text_arena_bytes(const clip_text *m, int B, int L);
+size_t clip_text_arena_bytes_lora(const clip_text *m, int lora_rank, int B, int L);
 
 /* out[B, L, hidden] from ids[B, L] (L <= max positions; ids < vocab).
  * clip_skip: 0 = last_hidden_state, k in 1..n_layers-1 as above. */

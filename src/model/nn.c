@@ -17,9 +17,6 @@ static void layer_free(nn_layer *l) {
     if (!l) return;
     op_linear_free(l->lin);
     op_conv2d_free(l->conv);
-    op_linear_free(l->merged_lin);
-    op_conv2d_free(l->merged_conv);
-    lmx_free(l->adapters);
     lmx_free(l->path);
     lmx_free(l);
 }
@@ -37,13 +34,6 @@ nn_layer *nn_layers_find(const nn_layers *ls, const char *path) {
     return NULL;
 }
 
-int nn_layers_max_rank(const nn_layers *ls) {
-    int r = 0;
-    for (int i = 0; i < ls->n; i++)
-        for (int j = 0; j < ls->v[i]->n_adapters; j++) r = LMX_MAX(r, ls->v[i]->adapters[j].rank);
-    return r;
-}
-
 static lmx_status layers_push(nn_layers *ls, nn_layer *l) {
     if (ls->n == ls->cap) {
         int cap = ls->cap ? ls->cap * 2 : 64;
@@ -52,13 +42,61 @@ static lmx_status layers_push(nn_layers *ls, nn_layer *l) {
         ls->v = v;
         ls->cap = cap;
     }
+    l->id = ls->n;
     ls->v[ls->n++] = l;
     return LMX_OK;
 }
 
-/* ---- LoRA hook --------------------------------------------------------------- */
+/* ---- LoRA hooks -------------------------------------------------------------- */
 
-lmx_status nn_layer_attach(nn_layer *l, const nn_adapter *a) {
+lmx_status nn_hooks_init(nn_hooks *h, const nn_layers *ls) {
+    memset(h, 0, sizeof *h);
+    if (ls->n == 0) return LMX_OK;
+    h->v = lmx_calloc((size_t)ls->n, sizeof *h->v);
+    if (!h->v) return lmx_err(LMX_ERR_NOMEM, "LoRA hooks: out of memory");
+    h->n = ls->n;
+    return LMX_OK;
+}
+
+void nn_hooks_free(nn_hooks *h) {
+    if (!h) return;
+    for (int i = 0; i < h->n; i++) {
+        op_linear_free(h->v[i].merged_lin);
+        op_conv2d_free(h->v[i].merged_conv);
+        lmx_free(h->v[i].adapters);
+    }
+    lmx_free(h->v);
+    memset(h, 0, sizeof *h);
+}
+
+int nn_hooks_max_rank(const nn_hooks *h) {
+    int r = 0;
+    for (int i = 0; h && i < h->n; i++)
+        for (int j = 0; j < h->v[i].n_adapters; j++) r = LMX_MAX(r, h->v[i].adapters[j].rank);
+    return r;
+}
+
+int nn_hooks_n_merged(const nn_hooks *h) {
+    int n = 0;
+    for (int i = 0; h && i < h->n; i++) n += h->v[i].merged_lin || h->v[i].merged_conv;
+    return n;
+}
+
+static nn_hook *hook_of(nn_hooks *h, const nn_layer *l) {
+    if (!h || l->id < 0 || l->id >= h->n) {
+        lmx_err(LMX_ERR_INTERNAL, "%s: layer %d has no hook (%d hooks)", l->path, l->id, h ? h->n : 0);
+        return NULL;
+    }
+    return &h->v[l->id];
+}
+
+/* The hook of l in a run, NULL when there is none. */
+static const nn_hook *run_hook(const nn_run *run, const nn_layer *l) {
+    const nn_hooks *h = run->hooks;
+    return h && l->id >= 0 && l->id < h->n ? &h->v[l->id] : NULL;
+}
+
+lmx_status nn_hooks_attach(nn_hooks *h, const nn_layer *l, const nn_adapter *a) {
     int as_linear = a->down && a->up;
     int as_conv = a->down_conv && a->up_conv;
     int one_by_one = l->kind == NN_CONV2D && l->kh == 1 && l->kw == 1 && l->stride == 1;
@@ -80,28 +118,34 @@ lmx_status nn_layer_attach(nn_layer *l, const nn_adapter *a) {
     } else if (l->kind != NN_CONV2D) {
         return lmx_err(LMX_ERR_ARG, "%s: a linear layer needs linear adapter kernels", l->path);
     }
-    if (l->n_adapters == l->cap_adapters) {
-        int cap = l->cap_adapters ? l->cap_adapters * 2 : 4;
-        nn_adapter *v = lmx_realloc(l->adapters, sizeof *v * (size_t)cap);
+    nn_hook *k = hook_of(h, l);
+    if (!k) return LMX_ERR_INTERNAL;
+    if (k->n_adapters == k->cap_adapters) {
+        int cap = k->cap_adapters ? k->cap_adapters * 2 : 4;
+        nn_adapter *v = lmx_realloc(k->adapters, sizeof *v * (size_t)cap);
         if (!v) return lmx_err(LMX_ERR_NOMEM, "%s: out of memory", l->path);
-        l->adapters = v;
-        l->cap_adapters = cap;
+        k->adapters = v;
+        k->cap_adapters = cap;
     }
-    l->adapters[l->n_adapters++] = *a;
+    k->adapters[k->n_adapters++] = *a;
     return LMX_OK;
 }
 
-void nn_layer_detach_all(nn_layer *l) { l->n_adapters = 0; }
+void nn_hooks_detach_all(nn_hooks *h) {
+    for (int i = 0; h && i < h->n; i++) h->v[i].n_adapters = 0;
+}
 
-lmx_status nn_layer_set_merged(nn_layer *l, op_linear *lin, op_conv2d *conv) {
+lmx_status nn_hooks_set_merged(nn_hooks *h, const nn_layer *l, op_linear *lin, op_conv2d *conv) {
     if (lin && (op_linear_n_out(lin) != l->n_out || op_linear_n_in(lin) != l->n_in || !l->lin))
         return lmx_err(LMX_ERR_ARG, "%s: merged kernel does not match the layer", l->path);
     if (conv && !l->conv)
         return lmx_err(LMX_ERR_ARG, "%s: merged conv kernel given for a linear layer", l->path);
-    op_linear_free(l->merged_lin);
-    op_conv2d_free(l->merged_conv);
-    l->merged_lin = lin;
-    l->merged_conv = conv;
+    nn_hook *k = hook_of(h, l);
+    if (!k) return LMX_ERR_INTERNAL;
+    op_linear_free(k->merged_lin);
+    op_conv2d_free(k->merged_conv);
+    k->merged_lin = lin;
+    k->merged_conv = conv;
     return LMX_OK;
 }
 
@@ -177,13 +221,14 @@ static lmx_status side_rows(nn_run *run, const nn_layer *l, const nn_adapter *a,
 
 lmx_status nn_linear_rows(nn_run *run, const nn_layer *l, const float *x, float *y, int64_t M,
                           int64_t rows_per_sample, int64_t row0, float beta) {
-    const op_linear *op = l->merged_lin ? l->merged_lin : l->lin;
+    const nn_hook *hk = run_hook(run, l);
+    const op_linear *op = hk && hk->merged_lin ? hk->merged_lin : l->lin;
     if (!op) return lmx_err(LMX_ERR_INTERNAL, "%s: not a linear layer", l->path);
     lmx_status st = op_linear_fwd(run->ctx, op, x, 0, y, 0, M, beta);
-    if (st || !l->n_adapters || !run->lora_scale) return st;
+    if (st || !hk || !hk->n_adapters || !run->lora_scale) return st;
     if (rows_per_sample <= 0) rows_per_sample = M;
-    for (int ai = 0; ai < l->n_adapters; ai++) {
-        const nn_adapter *a = &l->adapters[ai];
+    for (int ai = 0; ai < hk->n_adapters; ai++) {
+        const nn_adapter *a = &hk->adapters[ai];
         int64_t i = 0;
         while (i < M) {
             int64_t s = (row0 + i) / rows_per_sample;
@@ -215,14 +260,15 @@ lmx_status nn_conv(nn_run *run, const nn_layer *l, const float *x, float *y, int
     int64_t B = run->n_samples;
     if (l->lin) /* 1x1 stride 1: a linear over positions */
         return nn_linear_rows(run, l, x, y, B * H * W, H * W, 0, beta);
-    const op_conv2d *op = l->merged_conv ? l->merged_conv : l->conv;
+    const nn_hook *hk = run_hook(run, l);
+    const op_conv2d *op = hk && hk->merged_conv ? hk->merged_conv : l->conv;
     lmx_status st = op_conv2d_fwd(run->ctx, op, x, y, B, H, W, beta);
-    if (st || !l->n_adapters || !run->lora_scale) return st;
+    if (st || !hk || !hk->n_adapters || !run->lora_scale) return st;
     int64_t Ho, Wo;
     op_conv2d_out_hw(l->conv, H, W, &Ho, &Wo);
     int64_t in_n = H * W * l->n_in, out_hw = Ho * Wo;
-    for (int ai = 0; ai < l->n_adapters; ai++) {
-        const nn_adapter *a = &l->adapters[ai];
+    for (int ai = 0; ai < hk->n_adapters; ai++) {
+        const nn_adapter *a = &hk->adapters[ai];
         for (int64_t s = 0; s < B; s++) {
             float c = lora_scale(run, a, s);
             if (c == 0.0f) continue;

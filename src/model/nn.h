@@ -5,12 +5,15 @@
  * an nn_layer: its diffusers/transformers module path (so that LoRA keys can
  * be matched against the model's own module list), the prepared base kernel
  * (op_linear or op_conv2d, fp32 weights converted at load), its shape, and a
- * LoRA hook: a list of attached adapters and an optional private merged
- * kernel that replaces the base one.
+ * index in its network (id). The layers are immutable once loaded: LoRA
+ * state lives outside the model, in an nn_hooks table (one entry per layer
+ * id: a list of attached adapters and an optional private merged kernel
+ * that replaces the base one) that the caller owns and hands to a forward
+ * through nn_run.hooks.
  *
  * A forward call receives an nn_run: the kernel context, the number of
- * samples in the batch, a per-sample LoRA scale table and the activation
- * arena. One batched forward can so apply a different LoRA to each sample
+ * samples in the batch, the LoRA hooks and per-sample scale table, and the
+ * activation arena. One batched forward can so apply a different LoRA to each sample
  * (LoRA Composite runs 2N samples, sample b using branch b/2):
  *
  *     y = W x + b                                     (whole batch, one GEMM)
@@ -44,8 +47,9 @@ struct keymap;
 
 typedef enum nn_kind { NN_LINEAR = 0, NN_CONV2D = 1 } nn_kind;
 
-/* One LoRA adapter attached to a layer. The ops are owned by whoever
- * attached the adapter (the LoRA module); the layer only holds the list.
+/* One LoRA adapter attached to a layer through a hook table (nn_hooks). The
+ * ops are owned by whoever attached the adapter (the LoRA module); the hook
+ * only holds the list.
  * Linear layers (and 1x1 convs) use down/up (op_linear, A [r, in], B [out, r]);
  * k x k convs use down_conv (A [r, in, kh, kw] with the base layer's stride
  * and padding) and up_conv (B [out, r, 1, 1]). A 1x1 conv accepts either. */
@@ -71,12 +75,7 @@ typedef struct nn_layer {
      * lives. A linear stored as [O, I, 1, 1] (LDM VAE attention) has the same
      * bytes as [O, I]. */
     const st_tensor *w_src, *b_src;
-    /* Optional private kernel replacing the base one (LoRA merge), owned by
-     * the layer: set with nn_layer_set_merged. */
-    op_linear *merged_lin;
-    op_conv2d *merged_conv;
-    nn_adapter *adapters;
-    int n_adapters, cap_adapters;
+    int id;                    /* index in its network's nn_layers            */
 } nn_layer;
 
 /* The Linear/Conv2d layers of one network in module order. */
@@ -87,16 +86,38 @@ typedef struct nn_layers {
 
 void nn_layers_free(nn_layers *ls);            /* frees the layers too */
 nn_layer *nn_layers_find(const nn_layers *ls, const char *path); /* NULL if absent */
-/* Largest rank / n_out over layers that have adapters (0 when none). */
-int nn_layers_max_rank(const nn_layers *ls);
 
-/* Append an adapter (copied). LMX_ERR_NOMEM or LMX_ERR_ARG (shape or kind
- * mismatch, named by the layer path) on failure. */
-lmx_status nn_layer_attach(nn_layer *l, const nn_adapter *a);
-void nn_layer_detach_all(nn_layer *l);
-/* Take ownership of a merged kernel (NULL restores the base). The kernel's
- * shape must match. Exactly one of lin/conv matches the layer's base kind. */
-lmx_status nn_layer_set_merged(nn_layer *l, op_linear *lin, op_conv2d *conv);
+/* ---- LoRA hooks: per-run state of one network's layers ------------------ */
+
+typedef struct nn_hook {
+    nn_adapter *adapters;
+    int n_adapters, cap_adapters;
+    /* Optional private kernel replacing the base one (LoRA merge), owned by
+     * the hook: set with nn_hooks_set_merged. */
+    op_linear *merged_lin;
+    op_conv2d *merged_conv;
+} nn_hook;
+
+typedef struct nn_hooks {
+    nn_hook *v;                /* [n], index = nn_layer.id                      */
+    int n;
+} nn_hooks;
+
+/* One empty hook per layer of ls. */
+lmx_status nn_hooks_init(nn_hooks *h, const nn_layers *ls);
+void nn_hooks_free(nn_hooks *h);  /* frees the merged kernels too */
+/* Largest rank over the hooks' adapters (0 when none; h may be NULL). */
+int nn_hooks_max_rank(const nn_hooks *h);
+/* Append an adapter (copied) to layer l's hook. LMX_ERR_NOMEM or
+ * LMX_ERR_ARG (shape or kind mismatch, named by the layer path). */
+lmx_status nn_hooks_attach(nn_hooks *h, const nn_layer *l, const nn_adapter *a);
+void nn_hooks_detach_all(nn_hooks *h);
+/* Take ownership of a merged kernel for l (NULL restores the base). The
+ * kernel's shape must match. Exactly one of lin/conv matches the layer's
+ * base kind. */
+lmx_status nn_hooks_set_merged(nn_hooks *h, const nn_layer *l, op_linear *lin, op_conv2d *conv);
+/* Layers with a merged kernel (h may be NULL). */
+int nn_hooks_n_merged(const nn_hooks *h);
 /* The base weight as fp32 in PyTorch layout ([n_out, n_in] or
  * [c_out, c_in, kh, kw]); dst has n_out·n_in·kh·kw floats. LMX_ERR_UNSUPPORTED
  * when the layer was generated and has no source tensor. */
@@ -108,6 +129,7 @@ lmx_status nn_layer_bias_f32(const nn_layer *l, float *dst); /* n_out floats; ze
 typedef struct nn_run {
     op_ctx *ctx;
     int n_samples;             /* B of the current forward (set by the network) */
+    const nn_hooks *hooks;     /* LoRA state of the network's layers; NULL = none */
     int n_loras;               /* rows of lora_scale                            */
     const float *lora_scale;   /* [n_loras][n_samples]; NULL = no LoRA          */
     lmx_arena *arena;          /* activations; size it with *_arena_bytes        */

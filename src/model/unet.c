@@ -65,7 +65,7 @@ struct unet {
 };
 
 const unet_config *unet_cfg(const unet *u) { return &u->cfg; }
-nn_layers *unet_layers(unet *u) { return &u->layers; }
+const nn_layers *unet_layers(const unet *u) { return &u->layers; }
 
 /* ---- loading ------------------------------------------------------------------ */
 
@@ -321,7 +321,7 @@ static int64_t down_size(int64_t H, int pad) {
     return span < 3 ? 0 : (span - 3) / 2 + 1;
 }
 
-static void make_plan(const unet *u, int64_t B, int64_t h, int64_t w, int64_t Lc, plan *P) {
+static void make_plan(const unet *u, int rank, int64_t B, int64_t h, int64_t w, int64_t Lc, plan *P) {
     const unet_config *c = &u->cfg;
     int n = c->n_levels, L = c->layers_per_block;
     memset(P, 0, sizeof *P);
@@ -377,7 +377,6 @@ static void make_plan(const unet *u, int64_t B, int64_t h, int64_t w, int64_t Lc
     (void)sk;
     temp = LMX_MAX(temp, nn_bytes(B * h * w * c->ch[0])); /* conv_norm_out output */
     fixed += nn_bytes(main_n);
-    int rank = nn_layers_max_rank(&u->layers);
     int64_t max_out = 0;
     for (int i = 0; i < u->layers.n; i++) max_out = LMX_MAX(max_out, u->layers.v[i]->n_out);
     P->lora_n = nn_lora_scratch_floats(rank, max_out, h * w);
@@ -388,10 +387,14 @@ static void make_plan(const unet *u, int64_t B, int64_t h, int64_t w, int64_t Lc
     P->total = fixed + temp + NN_ARENA_SLACK;
 }
 
-size_t unet_arena_bytes(const unet *u, int B, int h, int w, int ctx_len) {
+size_t unet_arena_bytes_lora(const unet *u, int lora_rank, int B, int h, int w, int ctx_len) {
     plan P;
-    make_plan(u, B, h, w, ctx_len, &P);
+    make_plan(u, lora_rank, B, h, w, ctx_len, &P);
     return P.total;
+}
+
+size_t unet_arena_bytes(const unet *u, int B, int h, int w, int ctx_len) {
+    return unet_arena_bytes_lora(u, 0, B, h, w, ctx_len);
 }
 
 /* ---- forward ---------------------------------------------------------------------- */
@@ -423,7 +426,7 @@ lmx_status unet_forward(const unet *u, nn_run *run, const float *x, const float 
         return lmx_err(LMX_ERR_ARG, "unet: bad forward size B=%d h=%d w=%d context=%d", B_, h, w, ctx_len);
     if (!run || !run->arena) return lmx_err(LMX_ERR_ARG, "unet: forward needs a run with an arena");
     plan P;
-    make_plan(u, B, h, w, Lc, &P);
+    make_plan(u, nn_hooks_max_rank(run->hooks), B, h, w, Lc, &P);
     if (run->arena->size - run->arena->used < P.total)
         return lmx_err(LMX_ERR_ARG, "unet: activation arena has %zu bytes free, %zu needed (B=%d, %dx%d)",
                        run->arena->size - run->arena->used, P.total, B_, h, w);

@@ -18,8 +18,9 @@
  *     nn_run run = {.ctx = ctx, .arena = &a};
  *     unet_forward(u, &run, x, t, context, 77, eps, B, h, w);
  * The arena must be re-sized when B, h, w, the context length or the
- * largest attached LoRA rank changes; the model itself is not modified by a
- * forward (several threads may share it, each with its own run and arena).
+ * largest LoRA rank of run.hooks changes; the model itself is not modified
+ * by a forward or by LoRAs (several threads may share it, each with its own
+ * run, hooks and arena).
  */
 #ifndef LMX_MODEL_UNET_H
 #define LMX_MODEL_UNET_H
@@ -36,15 +37,17 @@ void unet_free(unet *u);
 
 const unet_config *unet_cfg(const unet *u);
 /* Every Linear/Conv2d in module order (for LoRA). */
-nn_layers *unet_layers(unet *u);
+const nn_layers *unet_layers(const unet *u);
 
 /* Arena bytes one forward needs for B samples of an h x w latent and a
- * context of ctx_len tokens, with the LoRA adapters attached right now. */
+ * context of ctx_len tokens, without LoRA side paths (_lora: with hooks
+ * whose largest adapter rank is lora_rank, nn_hooks_max_rank). */
 size_t unet_arena_bytes(const unet *u, int B, int h, int w, int ctx_len);
+size_t unet_arena_bytes_lora(const unet *u, int lora_rank, int B, int h, int w, int ctx_len);
 
 /* eps[B, h, w, out_ch] = UNet(x[B, h, w, in_ch], t[B], context[B, ctx_len, cross_dim]).
  * t is a float timestep per sample (integer timesteps converted to float).
- * Sets run->n_samples = B; uses run->lora_scale if set. */
+ * Sets run->n_samples = B; uses run->hooks and run->lora_scale if set. */
 lmx_status unet_forward(const unet *u, nn_run *run, const float *x, const float *t,
                         const float *context, int ctx_len, float *eps, int B, int h, int w);
 

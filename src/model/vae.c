@@ -243,7 +243,7 @@ static size_t mid_temp(const vmid *m, int64_t B, int64_t HW) {
 }
 
 static int64_t lora_floats(const vae *v, int64_t hw) {
-    int r = nn_layers_max_rank(&v->layers);
+    int r = 0; /* no LoRA targets the VAE */
     int64_t max_out = 0;
     for (int i = 0; i < v->layers.n; i++) max_out = LMX_MAX(max_out, v->layers.v[i]->n_out);
     return nn_lora_scratch_floats(r, max_out, hw);

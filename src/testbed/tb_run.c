@@ -389,7 +389,7 @@ static void enter_subset(runner *r, int subset) {
     mp.n_threads = r->o->threads;
     double t0 = lmx_now();
     lmx_status st = r->slots ? lmx_model_load(&r->model, r->set.model, &mp) : LMX_ERR_NOMEM;
-    if (st == LMX_OK) st = lmx_ctx_create(&r->ctx, r->model);
+    if (st == LMX_OK) st = lmx_ctx_create(&r->ctx, r->model, NULL);
     if (st != LMX_OK) {
         r->model_error =
             tb_strdup_printf("%s: %s", r->set.model, *lmx_errmsg() ? lmx_errmsg() : lmx_status_name(st));

@@ -360,15 +360,18 @@ static void alloc_sweep(const char *what, const char *path, long stride) {
         const lmx_lora *set[1] = {l};
         float w = 1.0f;
         for (k = 1; k < 40; k++) {
+            lora_state ls = {0}; /* fresh: its hook tables are allocated under the fault too */
             lmx_fault_set_fail_at(k);
-            lmx_status st = lora_merge(g_model, set, &w, &w, 1);
+            lmx_status st = lora_merge(&ls, g_model, set, &w, &w, 1);
             lmx_fault_set_fail_at(0);
-            if (st) CHECK(lora_n_merged(g_model) == 0, "failed merge left merged kernels");
-            lora_unmerge(g_model);
+            if (st) CHECK(lora_n_merged(&ls) == 0, "failed merge left merged kernels");
+            lora_unmerge(&ls);
+            lora_state_free(&ls);
             lmx_fault_set_fail_at(k);
-            st = lora_attach(g_model, set, 1);
+            st = lora_attach(&ls, g_model, set, 1);
             lmx_fault_set_fail_at(0);
-            lora_detach(g_model);
+            lora_detach(&ls);
+            lora_state_free(&ls);
         }
         lora_free(l);
     }

@@ -277,7 +277,7 @@ static void test_folders(void) {
     CHECK(m && !m->single_file, "folder flagged as single file");
     if (m) {
         /* the layer registry holds the diffusers module paths LoRA keys are matched against */
-        nn_layers *ul = unet_layers(m->unet), *tl = clip_text_layers(m->text);
+        const nn_layers *ul = unet_layers(m->unet), *tl = clip_text_layers(m->text);
         CHECK(nn_layers_find(ul, "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q") != NULL, "to_q");
         CHECK(nn_layers_find(ul, "up_blocks.2.attentions.1.proj_out") != NULL, "proj_out");
         CHECK(nn_layers_find(ul, "mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj") != NULL, "ff");

@@ -111,7 +111,7 @@ static void expect_numeric(const char *what, const char *model, const char *lora
     memset(&img, 0, sizeof img);
     CHECK_OK(lmx_model_load(&m, model, NULL));
     if (!m) return;
-    CHECK_OK(lmx_ctx_create(&c, m));
+    CHECK_OK(lmx_ctx_create(&c, m, NULL));
     lmx_gen_params p = lmx_gen_params_default();
     p.prompt = "a photo";
     p.width = p.height = 64;

@@ -195,7 +195,7 @@ int main(void) {
     lmx_model *m = NULL;
     lmx_ctx *ctx = NULL;
     CHECK_OK(lmx_model_load(&m, lmx_src_path(MODEL), NULL));
-    if (m) CHECK_OK(lmx_ctx_create(&ctx, m));
+    if (m) CHECK_OK(lmx_ctx_create(&ctx, m, NULL));
     int loaded = 1;
     for (int i = 0; i < 3 && ctx; i++) {
         char path[128];

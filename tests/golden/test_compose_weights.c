@@ -30,7 +30,8 @@ typedef struct fixture {
     lmx_model *m;
     lmx_ctx *ctx;
     lmx_lora *lora[3];
-    int row[3];       /* registry row of each fixture LoRA */
+    int row[3];       /* scale-table row of each fixture LoRA (its place in ls) */
+    lora_state ls;    /* the three LoRAs attached, LoRA i at row i */
 } fixture;
 
 static int lora_slot(const char *id) {
@@ -99,7 +100,7 @@ static void run_case(fixture *fx, const cJSON *c, st_file *g, double *worst) {
     lmx_model *m = fx->m;
     const int H = clip_text_cfg(m->sd->text)->hidden;
     compose_clip cc = {.text = m->sd->text, .ops = fx->ctx->ops, .arena = &fx->ctx->arena, .n_loras = n,
-                       .row_of = rows, .n_rows = m->n_loras, .te_mult = mult};
+                       .row_of = rows, .n_rows = 3, .te_mult = mult, .hooks = &fx->ls.hooks[LORA_TE]};
     compose_encoder enc = {.tok = m->tok, .hidden = H, .encode = compose_clip_encode, .user = &cc};
     compose_weights cw;
     lmx_status st = compose_prompt_weights(&enc, prompt, u, n, kind, tegen ? on : NULL, pool, &cw);
@@ -196,7 +197,7 @@ int main(void) {
     fixture fx;
     memset(&fx, 0, sizeof fx);
     CHECK_OK(lmx_model_load(&fx.m, lmx_src_path(MODEL), NULL));
-    if (fx.m) CHECK_OK(lmx_ctx_create(&fx.ctx, fx.m));
+    if (fx.m) CHECK_OK(lmx_ctx_create(&fx.ctx, fx.m, NULL));
     for (int i = 0; i < 3 && fx.ctx; i++) {
         char path[128];
         snprintf(path, sizeof path, "tests/fixtures/compose/%s.safetensors", IDS[i]);
@@ -206,10 +207,12 @@ int main(void) {
         if (st == LMX_OK)
             CHECK(lmx_lora_n_unmatched(fx.lora[i]) == 0, "%s: %d unmatched keys", path, lmx_lora_n_unmatched(fx.lora[i]));
     }
-    /* rows of the scale tables = position in the model's registry */
-    for (int i = 0; i < 3 && fx.m; i++)
-        for (int r = 0; r < fx.m->n_loras; r++)
-            if (fx.m->loras[r] == fx.lora[i]) fx.row[i] = r;
+    /* rows of the scale tables = position in the attached set */
+    if (fx.m && fx.lora[0] && fx.lora[1] && fx.lora[2]) {
+        const lmx_lora *set[3] = {fx.lora[0], fx.lora[1], fx.lora[2]};
+        CHECK_OK(lora_attach(&fx.ls, fx.m->sd, set, 3));
+        for (int i = 0; i < 3; i++) fx.row[i] = i;
+    }
     double worst = 0;
     const cJSON *c;
     if (fx.ctx && cases) {
@@ -218,6 +221,7 @@ int main(void) {
     }
     printf("PAW/PTW vs transformers: worst |score or weight difference| %.3g over %d cases\n", worst,
            cases ? cJSON_GetArraySize(cases) : 0);
+    lora_state_free(&fx.ls);
     for (int i = 0; i < 3; i++) lmx_lora_free(fx.lora[i]);
     lmx_ctx_free(fx.ctx);
     lmx_model_free(fx.m);

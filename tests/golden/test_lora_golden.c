@@ -33,6 +33,7 @@ typedef struct env {
     sd_model *m;
     op_ctx *ctx;
     lmx_arena ar;
+    lora_state ls;          /* the attached LoRAs / merged kernels */
     st_file *g;
     int64_t *ids;
     float *x, *ctxe;
@@ -58,8 +59,8 @@ static int same_bits(const float *a, const float *b, int64_t n) {
 
 /* Arena for the current attachments (the LoRA scratch grows with the rank). */
 static void reserve(env *e) {
-    size_t need = unet_arena_bytes(e->m->unet, 4, 8, 8, 77);
-    size_t tneed = clip_text_arena_bytes(e->m->text, 4, 77);
+    size_t need = unet_arena_bytes_lora(e->m->unet, lora_state_rank(&e->ls, LORA_UNET), 4, 8, 8, 77);
+    size_t tneed = clip_text_arena_bytes_lora(e->m->text, lora_state_rank(&e->ls, LORA_TE), 4, 77);
     if (tneed > need) need = tneed;
     if (e->ar.size < need) {
         lmx_arena_free(&e->ar);
@@ -71,7 +72,8 @@ static void reserve(env *e) {
 static lmx_status run_te(env *e, const float *te, int n, float *out) {
     float tab[2 * 8];
     for (int i = 0; i < n; i++) tab[2 * i] = tab[2 * i + 1] = te[i];
-    nn_run run = {.ctx = e->ctx, .arena = &e->ar, .n_loras = n, .lora_scale = n ? tab : NULL};
+    nn_run run = {.ctx = e->ctx, .arena = &e->ar, .hooks = &e->ls.hooks[LORA_TE], .n_loras = n,
+                  .lora_scale = n ? tab : NULL};
     return clip_text_forward(e->m->text, &run, e->ids, 2, 77, 0, out);
 }
 
@@ -79,7 +81,8 @@ static lmx_status run_unet(env *e, const float *un, int n, float t, float *out) 
     float tab[2 * 8];
     for (int i = 0; i < n; i++) tab[2 * i] = tab[2 * i + 1] = un[i];
     float tt[2] = {t, t};
-    nn_run run = {.ctx = e->ctx, .arena = &e->ar, .n_loras = n, .lora_scale = n ? tab : NULL};
+    nn_run run = {.ctx = e->ctx, .arena = &e->ar, .hooks = &e->ls.hooks[LORA_UNET], .n_loras = n,
+                  .lora_scale = n ? tab : NULL};
     return unet_forward(e->m->unet, &run, e->x, tt, e->ctxe, 77, out, 2, 8, 8);
 }
 
@@ -123,7 +126,7 @@ static void check_set(env *e, const set_def *s) {
         te[i] = LAM * s->te_w[i];
         un[i] = LAM * s->unet_w[i];
     }
-    CHECK_OK(lora_attach(e->m, (const lmx_lora *const *)l, s->n));
+    CHECK_OK(lora_attach(&e->ls, e->m, (const lmx_lora *const *)l, s->n));
     reserve(e);
     snprintf(name, sizeof name, "%s.te.embeds", s->tag);
     float *ref = lmx_golden_f32(e->g, name, NULL);
@@ -144,11 +147,11 @@ static void check_set(env *e, const set_def *s) {
         lmx_free(ref);
     }
     /* merged: the same numbers through private kernels, no side paths */
-    lora_detach(e->m);
+    lora_detach(&e->ls);
     float wu[3], wt[3];
     for (int i = 0; i < s->n; i++) wu[i] = un[i], wt[i] = te[i];
-    CHECK_OK(lora_merge(e->m, (const lmx_lora *const *)l, wu, wt, s->n));
-    CHECK(lora_n_merged(e->m) > 0, "%s: nothing merged", s->tag);
+    CHECK_OK(lora_merge(&e->ls, e->m, (const lmx_lora *const *)l, wu, wt, s->n));
+    CHECK(lora_n_merged(&e->ls) > 0, "%s: nothing merged", s->tag);
     snprintf(name, sizeof name, "%s.te.embeds", s->tag);
     ref = lmx_golden_f32(e->g, name, NULL);
     if (ref) {
@@ -166,10 +169,10 @@ static void check_set(env *e, const set_def *s) {
         cmp_rel(label, e->unet_out, ref, n_un, 1e-4, &worst_rel_merged);
         lmx_free(ref);
     }
-    lora_unmerge(e->m);
-    CHECK(lora_n_merged(e->m) == 0, "unmerge left merged kernels");
+    lora_unmerge(&e->ls);
+    CHECK(lora_n_merged(&e->ls) == 0, "unmerge left merged kernels");
 done:
-    lora_detach(e->m);
+    lora_detach(&e->ls);
     for (int i = 0; i < 3; i++) lora_free(l[i]);
 }
 
@@ -192,11 +195,11 @@ static void check_spellings(env *e) {
         CHECK(b->n_unmatched == 0, "%s: %d unmatched keys", pairs[p][1], b->n_unmatched);
         float w = LAM;
         const lmx_lora *la[1] = {a}, *lb[1] = {b};
-        CHECK_OK(lora_attach(e->m, la, 1));
+        CHECK_OK(lora_attach(&e->ls, e->m, la, 1));
         reserve(e);
         CHECK_OK(run_te(e, &w, 1, te0));
         CHECK_OK(run_unet(e, &w, 1, 500.0f, un0));
-        CHECK_OK(lora_attach(e->m, lb, 1));
+        CHECK_OK(lora_attach(&e->ls, e->m, lb, 1));
         CHECK_OK(run_te(e, &w, 1, e->te_out));
         CHECK_OK(run_unet(e, &w, 1, 500.0f, e->unet_out));
         CHECK(same_bits(te0, e->te_out, n_te), "%s vs %s: text encoder outputs differ", pairs[p][0],
@@ -204,7 +207,7 @@ static void check_spellings(env *e) {
         CHECK(same_bits(un0, e->unet_out, n_un), "%s vs %s: UNet outputs differ", pairs[p][0], pairs[p][1]);
         printf("spelling %-22s = %-22s bitwise: %s\n", pairs[p][0], pairs[p][1],
                same_bits(un0, e->unet_out, n_un) && same_bits(te0, e->te_out, n_te) ? "yes" : "NO");
-        lora_detach(e->m);
+        lora_detach(&e->ls);
         lora_free(a);
         lora_free(b);
     }
@@ -220,22 +223,22 @@ static void check_switching(env *e) {
     float *base = lmx_malloc(sizeof(float) * (size_t)n_un), *base_te = lmx_malloc(sizeof(float) * (size_t)n_te);
     float *fresh = lmx_malloc(sizeof(float) * (size_t)n_un), *big = lmx_malloc(sizeof(float) * 4 * 8 * 8 * 4);
     if (!l[0] || !l[1] || !l[2]) goto done;
-    lora_detach(e->m);
+    lora_detach(&e->ls);
     reserve(e);
     CHECK_OK(run_unet(e, NULL, 0, 500.0f, base));
     CHECK_OK(run_te(e, NULL, 0, base_te));
     /* all three attached, table selects one: equal to that LoRA alone */
-    CHECK_OK(lora_attach(e->m, (const lmx_lora *const *)l, 3));
+    CHECK_OK(lora_attach(&e->ls, e->m, (const lmx_lora *const *)l, 3));
     reserve(e);
     for (int k = 0; k < 3; k++) {
         float tab3[3] = {0, 0, 0}, one = LAM;
         tab3[k] = LAM;
         CHECK_OK(run_unet(e, tab3, 3, 500.0f, e->unet_out));
         const lmx_lora *solo[1] = {l[k]};
-        CHECK_OK(lora_attach(e->m, solo, 1));
+        CHECK_OK(lora_attach(&e->ls, e->m, solo, 1));
         CHECK_OK(run_unet(e, &one, 1, 500.0f, fresh));
         CHECK(same_bits(fresh, e->unet_out, n_un), "switch to LoRA %d differs from a fresh attach", k);
-        CHECK_OK(lora_attach(e->m, (const lmx_lora *const *)l, 3));
+        CHECK_OK(lora_attach(&e->ls, e->m, (const lmx_lora *const *)l, 3));
     }
     /* all scales zero: the base output, bit for bit */
     float zero[3] = {0, 0, 0};
@@ -251,7 +254,8 @@ static void check_switching(env *e) {
         }
         float tab[3 * 4] = {LAM, LAM, 0, 0, 0, 0, 0, 0, 0, 0, LAM, LAM};
         float tt[4] = {500, 500, 500, 500};
-        nn_run run = {.ctx = e->ctx, .arena = &e->ar, .n_loras = 3, .lora_scale = tab};
+        nn_run run = {.ctx = e->ctx, .arena = &e->ar, .hooks = &e->ls.hooks[LORA_UNET], .n_loras = 3,
+                      .lora_scale = tab};
         CHECK_OK(unet_forward(e->m->unet, &run, xx, tt, cc, 77, big, 4, 8, 8));
         float t0[3] = {LAM, 0, 0}, t2[3] = {0, 0, LAM};
         CHECK_OK(run_unet(e, t0, 3, 500.0f, e->unet_out));
@@ -263,9 +267,9 @@ static void check_switching(env *e) {
     }
     /* merge + unmerge + detach: base bits */
     float w3[3] = {LAM, LAM, LAM};
-    CHECK_OK(lora_merge(e->m, (const lmx_lora *const *)l, w3, w3, 3));
-    lora_unmerge(e->m);
-    lora_detach(e->m);
+    CHECK_OK(lora_merge(&e->ls, e->m, (const lmx_lora *const *)l, w3, w3, 3));
+    lora_unmerge(&e->ls);
+    lora_detach(&e->ls);
     CHECK_OK(run_unet(e, NULL, 0, 500.0f, e->unet_out));
     CHECK(same_bits(base, e->unet_out, n_un), "UNet base output changed after merge/unmerge");
     CHECK_OK(run_te(e, NULL, 0, e->te_out));
@@ -276,16 +280,16 @@ static void check_switching(env *e) {
         int64_t nw = ly->n_out * ly->n_in * ly->kh * ly->kw;
         float *w1 = lmx_malloc(sizeof(float) * (size_t)nw), *w2 = lmx_malloc(sizeof(float) * (size_t)nw);
         CHECK_OK(nn_layer_weight_f32(ly, w1));
-        CHECK_OK(lora_merge(e->m, (const lmx_lora *const *)l, w3, w3, 3));
+        CHECK_OK(lora_merge(&e->ls, e->m, (const lmx_lora *const *)l, w3, w3, 3));
         CHECK_OK(nn_layer_weight_f32(ly, w2));
         CHECK(same_bits(w1, w2, nw), "base weight bits changed by a merge");
-        lora_unmerge(e->m);
+        lora_unmerge(&e->ls);
         lmx_free(w1);
         lmx_free(w2);
     }
     printf("switching/per-sample/unmerge checks done\n");
 done:
-    lora_detach(e->m);
+    lora_detach(&e->ls);
     for (int i = 0; i < 3; i++) lora_free(l[i]);
     lmx_free(base);
     lmx_free(base_te);
@@ -305,7 +309,7 @@ static void check_options(env *e) {
         CHECK(strstr(own->report, "diffusers 0.32.2 would scale") != NULL, "report: %s", own->report);
         float w = LAM;
         const lmx_lora *s[1] = {own};
-        CHECK_OK(lora_attach(e->m, s, 1));
+        CHECK_OK(lora_attach(&e->ls, e->m, s, 1));
         reserve(e);
         CHECK_OK(run_unet(e, &w, 1, 500.0f, e->unet_out));
         float *ref = lmx_golden_f32(e->g, "mixed.unet.t500", NULL);
@@ -315,7 +319,7 @@ static void check_options(env *e) {
             CHECK(ma > 1e-2 * mr, "own scaling unexpectedly equals diffusers' (%g)", ma);
             lmx_free(ref);
         }
-        lora_detach(e->m);
+        lora_detach(&e->ls);
         lora_free(own);
     }
     lmx_lora *d0 = load(e, "char_kohya", LORA_SCALING_OWN, 0), *d1 = load(e, "char_kohya", LORA_SCALING_OWN, 1);
@@ -326,14 +330,14 @@ static void check_options(env *e) {
         float w = LAM;
         float *o0 = lmx_malloc(sizeof(float) * (size_t)n_un);
         const lmx_lora *s0[1] = {d0}, *s1[1] = {d1};
-        CHECK_OK(lora_attach(e->m, s0, 1));
+        CHECK_OK(lora_attach(&e->ls, e->m, s0, 1));
         reserve(e);
         CHECK_OK(run_unet(e, &w, 1, 500.0f, o0));
-        CHECK_OK(lora_attach(e->m, s1, 1));
+        CHECK_OK(lora_attach(&e->ls, e->m, s1, 1));
         reserve(e);
         CHECK_OK(run_unet(e, &w, 1, 500.0f, e->unet_out));
         CHECK(!same_bits(o0, e->unet_out, n_un), "apply_dropped made no difference");
-        lora_detach(e->m);
+        lora_detach(&e->ls);
         lmx_free(o0);
     }
     lora_free(d0);
@@ -374,6 +378,7 @@ done:
     lmx_free(e.te_out);
     lmx_free(e.unet_out);
     lmx_arena_free(&e.ar);
+    lora_state_free(&e.ls);
     op_ctx_free(e.ctx);
     sd_model_free(e.m);
     st_close(e.g);

@@ -112,7 +112,7 @@ int main(void) {
             lmx_model *m = NULL;
             lmx_ctx *ctx = NULL;
             CHECK_OK(lmx_model_load(&m, lmx_src_path(models[mi]), NULL));
-            if (m) CHECK_OK(lmx_ctx_create(&ctx, m));
+            if (m) CHECK_OK(lmx_ctx_create(&ctx, m, NULL));
             const cJSON *c;
             cJSON_ArrayForEach(c, cases) {
                 if (!ctx) break;

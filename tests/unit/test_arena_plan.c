@@ -26,6 +26,7 @@
 static op_ctx *g_ctx;
 static int g_nl;          /* LoRAs attached: rows of the scale table */
 static float g_scale[64]; /* [g_nl][B], all 0.75 */
+static lora_state g_ls;   /* the attached LoRAs' hooks */
 
 static void check_peak(const char *what, const lmx_arena *ar, size_t plan, size_t slack) {
     CHECK(ar->peak + slack == plan, "%s: arena peak %zu + slack %zu != planned %zu (plan %s by %lld bytes)", what,
@@ -36,6 +37,7 @@ static void check_peak(const char *what, const lmx_arena *ar, size_t plan, size_
 
 static nn_run make_run(lmx_arena *ar, int B) {
     nn_run run = {.ctx = g_ctx, .arena = ar, .n_loras = g_nl, .lora_scale = g_nl ? g_scale : NULL};
+    run.hooks = NULL; /* set by the UNet and text-encoder cases */
     (void)B;
     return run;
 }
@@ -50,13 +52,14 @@ static void unet_case(const unet *u, int B, int h, int w, int L) {
     const unet_config *c = unet_cfg(u);
     char what[96];
     snprintf(what, sizeof what, "unet B=%d %dx%d ctx %d, %d LoRAs", B, h, w, L, g_nl);
-    size_t plan = unet_arena_bytes(u, B, h, w, L);
+    size_t plan = unet_arena_bytes_lora(u, lora_state_rank(&g_ls, LORA_UNET), B, h, w, L);
     lmx_arena ar;
     float *x = randn((int64_t)B * h * w * c->in_channels, 1), *ctx = randn((int64_t)B * L * c->cross_dim, 2);
     float *eps = lmx_malloc(sizeof(float) * (size_t)B * h * w * c->out_channels);
     float t[8] = {999, 500, 1, 742.25f, 10, 20, 30, 40};
     if (x && ctx && eps && lmx_arena_init(&ar, plan) == LMX_OK) {
         nn_run run = make_run(&ar, B);
+        run.hooks = g_nl ? &g_ls.hooks[LORA_UNET] : NULL;
         CHECK(unet_forward(u, &run, x, t, ctx, L, eps, B, h, w) == LMX_OK, "%s: %s", what, lmx_errmsg());
         check_peak(what, &ar, plan, NN_ARENA_SLACK);
         lmx_arena_free(&ar);
@@ -70,13 +73,14 @@ static void clip_case(const clip_text *m, int B, int L) {
     const clip_text_config *c = clip_text_cfg(m);
     char what[96];
     snprintf(what, sizeof what, "text encoder B=%d L=%d, %d LoRAs", B, L, g_nl);
-    size_t plan = clip_text_arena_bytes(m, B, L);
+    size_t plan = clip_text_arena_bytes_lora(m, lora_state_rank(&g_ls, LORA_TE), B, L);
     lmx_arena ar;
     int64_t *ids = lmx_malloc(sizeof(int64_t) * (size_t)B * L);
     float *out = lmx_malloc(sizeof(float) * (size_t)B * L * c->hidden);
     if (ids && out && lmx_arena_init(&ar, plan) == LMX_OK) {
         for (int64_t i = 0; i < (int64_t)B * L; i++) ids[i] = (i * 7919) % c->vocab;
         nn_run run = make_run(&ar, B);
+        run.hooks = g_nl ? &g_ls.hooks[LORA_TE] : NULL;
         CHECK(clip_text_forward(m, &run, ids, B, L, 0, out) == LMX_OK, "%s: %s", what, lmx_errmsg());
         check_peak(what, &ar, plan, NN_ARENA_SLACK);
         lmx_arena_free(&ar);
@@ -129,7 +133,8 @@ static void encode_case(const vae *v, int B, int H, int W) {
 
 static void all_cases(const sd_model *m) {
     printf("%d LoRAs: planned unet B=2 8x8 %zu, text encoder B=2 L=77 %zu, vae decode 8x8 %zu bytes\n", g_nl,
-           unet_arena_bytes(m->unet, 2, 8, 8, 77), clip_text_arena_bytes(m->text, 2, 77),
+           unet_arena_bytes_lora(m->unet, lora_state_rank(&g_ls, LORA_UNET), 2, 8, 8, 77),
+           clip_text_arena_bytes_lora(m->text, lora_state_rank(&g_ls, LORA_TE), 2, 77),
            vae_decode_arena_bytes(m->vae, 1, 8, 8));
     static const int us[][4] = {{1, 8, 8, 77}, {2, 8, 8, 77}, {3, 9, 7, 77}, {1, 5, 11, 13},
                                 {2, 16, 16, 77}, {1, 3, 3, 1}, {4, 12, 10, 77}, {2, 7, 9, 33}};
@@ -163,12 +168,13 @@ int main(void) {
     if (l[0] && l[1]) {
         for (size_t i = 0; i < LMX_ARRAY_LEN(g_scale); i++) g_scale[i] = 0.75f;
         for (g_nl = 1; g_nl <= 2; g_nl++) {
-            CHECK_OK(lora_attach(m, (const lmx_lora *const *)l, g_nl));
+            CHECK_OK(lora_attach(&g_ls, m, (const lmx_lora *const *)l, g_nl));
             all_cases(m);
-            lora_detach(m);
+            lora_detach(&g_ls);
         }
         g_nl = 0;
     }
+    lora_state_free(&g_ls);
     for (int i = 0; i < 2; i++) lora_free(l[i]);
 done:
     op_ctx_free(g_ctx);

@@ -13,29 +13,27 @@
 
 #define LDIR "tests/fixtures/lora/"
 
-/* Highest lora_index attached anywhere in the UNet and TE, and whether
- * every adapter's index is < n. */
-static int max_index(const sd_model *m) {
+/* Highest lora_index attached anywhere in a state's UNet and TE hooks. */
+static int max_index(const lora_state *ls) {
     int mx = -1;
-    nn_layers *ls[2] = {unet_layers(m->unet), clip_text_layers(m->text)};
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < ls[k]->n; i++)
-            for (int j = 0; j < ls[k]->v[i]->n_adapters; j++)
-                mx = LMX_MAX(mx, ls[k]->v[i]->adapters[j].lora_index);
+    for (int k = 0; k < LORA_N_COMP; k++)
+        for (int i = 0; i < ls->hooks[k].n; i++)
+            for (int j = 0; j < ls->hooks[k].v[i].n_adapters; j++)
+                mx = LMX_MAX(mx, ls->hooks[k].v[i].adapters[j].lora_index);
     return mx;
 }
 
-static int n_adapters(const sd_model *m) {
+static int n_adapters(const lora_state *ls) {
     int n = 0;
-    nn_layers *ls[2] = {unet_layers(m->unet), clip_text_layers(m->text)};
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < ls[k]->n; i++) n += ls[k]->v[i]->n_adapters;
+    for (int k = 0; k < LORA_N_COMP; k++)
+        for (int i = 0; i < ls->hooks[k].n; i++) n += ls->hooks[k].v[i].n_adapters;
     return n;
 }
 
 int main(void) {
     lmx_model *m = NULL;
     lmx_lora *a = NULL, *b = NULL, *c = NULL, *bad = NULL;
+    lora_state ls = {0};
     lmx_log_set(LMX_LOG_ERROR, NULL, NULL); /* the fixtures' warnings are expected */
     CHECK_OK(lmx_model_load(&m, lmx_src_path("tests/fixtures/models/tiny-sd"), NULL));
     if (!m) return lmx_test_finish();
@@ -44,15 +42,18 @@ int main(void) {
     CHECK(lmx_lora_load(&bad, m, NULL) == LMX_ERR_ARG, "NULL path");
     CHECK(lmx_lora_load(NULL, m, "x") == LMX_ERR_ARG, "NULL out");
     CHECK(lmx_lora_load(&bad, m, lmx_src_path(LDIR "loha.safetensors")) == LMX_ERR_UNSUPPORTED, "LoHa");
-    CHECK(bad == NULL && m->n_loras == 0, "failed load left a LoRA registered");
+    CHECK(bad == NULL, "failed load returned a LoRA");
 
     CHECK_OK(lmx_lora_load(&a, m, lmx_src_path(LDIR "char_kohya.safetensors")));
     CHECK_OK(lmx_lora_load(&b, m, lmx_src_path(LDIR "style_peft.safetensors")));
     CHECK_OK(lmx_lora_load(&c, m, lmx_src_path(LDIR "bad_keys.safetensors")));
     if (!a || !b || !c) goto done;
-    CHECK(m->n_loras == 3 && m->loras[0] == a && m->loras[1] == b && m->loras[2] == c, "registry order");
-    CHECK(max_index(m->sd) == 2, "max lora_index %d", max_index(m->sd));
-    int n_all = n_adapters(m->sd);
+    /* loading changes nothing in the model; a context's state attaches */
+    CHECK(a->serial < b->serial && b->serial < c->serial, "load order");
+    const lmx_lora *set3[3] = {a, b, c};
+    CHECK_OK(lora_attach(&ls, m->sd, set3, 3));
+    CHECK(max_index(&ls) == 2, "max lora_index %d", max_index(&ls));
+    int n_all = n_adapters(&ls);
     CHECK(n_all == (a->n_mod - a->info[LORA_UNET].n_dropped) + b->n_mod + c->n_mod, "%d adapters attached", n_all);
     CHECK(strstr(lmx_lora_report(a), "kohya") != NULL, "report: %s", lmx_lora_report(a));
     CHECK(strstr(lmx_lora_report(b), "PEFT") != NULL, "report: %s", lmx_lora_report(b));
@@ -61,11 +62,13 @@ int main(void) {
     CHECK(!strcmp(lmx_lora_report(NULL), "") && lmx_lora_n_unmatched(NULL) == 0, "NULL handles");
 
     /* free the middle one: the last moves to row 1 */
+    lora_detach(&ls);
     lmx_lora_free(b);
     b = NULL;
-    CHECK(m->n_loras == 2 && m->loras[0] == a && m->loras[1] == c, "registry after free");
-    CHECK(max_index(m->sd) == 1, "max lora_index %d after free", max_index(m->sd));
-    CHECK(n_adapters(m->sd) == (a->n_mod - a->info[LORA_UNET].n_dropped) + c->n_mod, "adapters after free");
+    const lmx_lora *set2[2] = {a, c};
+    CHECK_OK(lora_attach(&ls, m->sd, set2, 2));
+    CHECK(max_index(&ls) == 1, "max lora_index %d after free", max_index(&ls));
+    CHECK(n_adapters(&ls) == (a->n_mod - a->info[LORA_UNET].n_dropped) + c->n_mod, "adapters after free");
 
     lmx_lora_use u = lmx_lora_use_default(a);
     CHECK(u.lora == a && u.unet_scale == 1.0f && u.te_scale == 1.0f && u.category == LMX_CAT_OTHER &&
@@ -79,7 +82,8 @@ done:
     lmx_lora_free(a);
     lmx_lora_free(b);
     lmx_lora_free(c);
-    CHECK(m->n_loras == 0 && n_adapters(m->sd) == 0, "LoRAs left after free: %d", m->n_loras);
+    lora_state_free(&ls);
+    CHECK(n_adapters(&ls) == 0, "adapters left after free: %d", n_adapters(&ls));
     lmx_lora_free(NULL);
     lmx_model_free(m);
     lmx_log_set(LMX_LOG_WARN, NULL, NULL);

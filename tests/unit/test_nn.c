@@ -65,12 +65,14 @@ static void test_linear(op_ctx *ctx) {
                      .alpha_over_rank = 0.5f};
     nn_adapter a1 = {.lora_index = 1, .rank = R1, .down = mk_linear(A1, R1, K), .up = mk_linear(B1, N, R1),
                      .alpha_over_rank = 2.0f};
-    CHECK_OK(nn_layer_attach(l, &a0));
-    CHECK_OK(nn_layer_attach(l, &a1));
+    nn_hooks hk; /* the LoRA state of reg's layers */
+    CHECK_OK(nn_hooks_init(&hk, &reg));
+    CHECK_OK(nn_hooks_attach(&hk, l, &a0));
+    CHECK_OK(nn_hooks_attach(&hk, l, &a1));
     nn_adapter bad = a0;
     bad.up = a1.up; /* [N, R1] with rank R0 */
-    CHECK(nn_layer_attach(l, &bad) == LMX_ERR_ARG && strstr(lmx_errmsg(), "blk.lin"), "bad adapter: %s", lmx_errmsg());
-    CHECK(nn_layers_max_rank(&reg) == R0, "max rank");
+    CHECK(nn_hooks_attach(&hk, l, &bad) == LMX_ERR_ARG && strstr(lmx_errmsg(), "blk.lin"), "bad adapter: %s", lmx_errmsg());
+    CHECK(nn_hooks_max_rank(&hk) == R0, "max rank");
 
     /* scales [lora][sample] */
     float scale[2 * S] = {0.8f, 0.0f, 1.3f, /* lora 1: */ 0.0f, 0.5f, 0.5f};
@@ -80,7 +82,7 @@ static void test_linear(op_ctx *ctx) {
     lmx_arena ar = {0};
     int64_t sn = nn_lora_scratch_floats(R0, N, 0);
     CHECK_OK(lmx_arena_init(&ar, nn_bytes(sn) + 64));
-    nn_run run = {.ctx = ctx, .n_samples = S, .n_loras = 2, .lora_scale = scale, .arena = &ar};
+    nn_run run = {.ctx = ctx, .hooks = &hk, .n_samples = S, .n_loras = 2, .lora_scale = scale, .arena = &ar};
     run.scratch = nn_alloc(&run, sn);
     run.scratch_n = sn;
     CHECK_OK(nn_linear(&run, l, x, y, S * ROWS, 0.0f));
@@ -112,13 +114,13 @@ static void test_linear(op_ctx *ctx) {
     lmx_cmp_f32("beta = 1", y2, ref, S * ROWS * N, 1e-4, 1e-5);
 
     /* no scale table: the base layer only */
-    nn_run plain = {.ctx = ctx, .n_samples = S};
+    nn_run plain = {.ctx = ctx, .hooks = &hk, .n_samples = S};
     CHECK_OK(nn_linear(&plain, l, x, y2, S * ROWS, 0.0f));
     ref_linear(W, bias, N, K, x, K, ref, N, S * ROWS, 0.0f);
     lmx_cmp_f32("no LoRA scales: base only", y2, ref, S * ROWS * N, 1e-4, 1e-4);
 
     /* a merged private kernel replaces the base one (adapters detached) */
-    nn_layer_detach_all(l);
+    nn_hooks_detach_all(&hk);
     float Wm[N * K];
     const float *As[1] = {A0}, *Bs[1] = {B0};
     int rs[1] = {R0};
@@ -126,11 +128,11 @@ static void test_linear(op_ctx *ctx) {
     merge(W, N, K, 1, As, Bs, rs, cs, Wm);
     op_linear *ml = NULL;
     CHECK_OK(op_linear_create(&ml, Wm, bias, N, K, OP_PREC_F32));
-    CHECK_OK(nn_layer_set_merged(l, ml, NULL));
+    CHECK_OK(nn_hooks_set_merged(&hk, l, ml, NULL));
     CHECK_OK(nn_linear(&plain, l, x, y2, S * ROWS, 0.0f));
     ref_linear(Wm, bias, N, K, x, K, ref, N, S * ROWS, 0.0f);
     lmx_cmp_f32("merged kernel", y2, ref, S * ROWS * N, 1e-4, 1e-4);
-    CHECK_OK(nn_layer_set_merged(l, NULL, NULL));
+    CHECK_OK(nn_hooks_set_merged(&hk, l, NULL, NULL));
 
     op_linear_free(a0.down);
     op_linear_free(a0.up);
@@ -141,6 +143,7 @@ static void test_linear(op_ctx *ctx) {
     lmx_free(y2);
     lmx_free(ref);
     lmx_arena_free(&ar);
+    nn_hooks_free(&hk);
     nn_layers_free(&reg);
     nn_src_release(&src);
 }
@@ -169,16 +172,18 @@ static void test_conv(op_ctx *ctx) {
     nn_adapter ap = {.lora_index = 0, .rank = R, .down = mk_linear(Ap, R, CI), .up = mk_linear(Bp, CO, R),
                      .alpha_over_rank = 1.0f};
     nn_adapter wrong = ap;
-    CHECK(nn_layer_attach(l, &wrong) == LMX_ERR_ARG, "linear adapter on a 3x3 conv accepted");
-    CHECK_OK(nn_layer_attach(l, &ac));
-    CHECK_OK(nn_layer_attach(p, &ap));
+    nn_hooks hk; /* the LoRA state of reg's layers */
+    CHECK_OK(nn_hooks_init(&hk, &reg));
+    CHECK(nn_hooks_attach(&hk, l, &wrong) == LMX_ERR_ARG, "linear adapter on a 3x3 conv accepted");
+    CHECK_OK(nn_hooks_attach(&hk, l, &ac));
+    CHECK_OK(nn_hooks_attach(&hk, p, &ap));
     float scale[S] = {0.0f, 0.75f};
     float x[S * H * W * CI], y[S * 5 * 4 * CO], ref[S * 5 * 4 * CO], yp[S * H * W * CO], refp[S * H * W * CO];
     lmx_fill_randn(x, S * H * W * CI, 31, 1.0f);
     lmx_arena ar = {0};
     int64_t sn = nn_lora_scratch_floats(R, CO, H * W);
     CHECK_OK(lmx_arena_init(&ar, nn_bytes(sn) + 64));
-    nn_run run = {.ctx = ctx, .n_samples = S, .n_loras = 1, .lora_scale = scale, .arena = &ar};
+    nn_run run = {.ctx = ctx, .hooks = &hk, .n_samples = S, .n_loras = 1, .lora_scale = scale, .arena = &ar};
     run.scratch = nn_alloc(&run, sn);
     run.scratch_n = sn;
     CHECK_OK(nn_conv(&run, l, x, y, H, W, 0.0f));
@@ -205,6 +210,7 @@ static void test_conv(op_ctx *ctx) {
     op_linear_free(ap.down);
     op_linear_free(ap.up);
     lmx_arena_free(&ar);
+    nn_hooks_free(&hk);
     nn_layers_free(&reg);
     nn_src_release(&src);
 }

@@ -61,7 +61,7 @@ static void test_noise_skip(void) {
     lmx_model *m = NULL;
     lmx_ctx *c = NULL;
     CHECK_OK(lmx_model_load(&m, g_model, NULL));
-    if (m) CHECK_OK(lmx_ctx_create(&c, m));
+    if (m) CHECK_OK(lmx_ctx_create(&c, m, NULL));
     if (!c) {
         lmx_model_free(m);
         return;
