@@ -1,8 +1,13 @@
 # Thin entry points over CMake. `make` builds build/loramix.
 BUILD ?= build
 JOBS ?= $(shell nproc)
+# `make install PREFIX=/usr/local [DESTDIR=/tmp/stage]`: a portable build
+# (no -march=native unless INSTALL_NATIVE=ON) in its own folder, installed.
+PREFIX ?= /usr/local
+INSTALL_BUILD ?= build-install
+INSTALL_NATIVE ?= OFF
 
-.PHONY: all build test test-asan test-tsan fuzz bench demo clean deps reference
+.PHONY: all build test test-asan test-tsan fuzz bench demo clean deps reference install
 all: build
 
 deps:
@@ -11,6 +16,12 @@ deps:
 build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
+
+install:
+	cmake -S . -B $(INSTALL_BUILD) -DCMAKE_BUILD_TYPE=Release -DLMX_NATIVE=$(INSTALL_NATIVE) \
+	    -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DLMX_DEFAULT_DATA_DIR=$(PREFIX)/share/loramix >/dev/null
+	cmake --build $(INSTALL_BUILD) -j $(JOBS) --target loramix loramix_shared loramix_cli
+	DESTDIR=$(DESTDIR) cmake --install $(INSTALL_BUILD)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -40,4 +51,4 @@ reference:
 	PY=$${PY:-/opt/lmxref/bin/python3} ./reference/regen.sh
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz $(INSTALL_BUILD)

@@ -48,6 +48,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* LMX_API marks every function of the public API. The library is compiled
+ * with -fvisibility=hidden, so these are the only symbols libloramix.so
+ * exports; for users of the static library the attribute changes nothing.
+ * Define LMX_API before including this header to override it. */
+#ifndef LMX_API
+#if defined(__GNUC__) || defined(__clang__)
+#define LMX_API __attribute__((visibility("default")))
+#else
+#define LMX_API
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -70,13 +82,13 @@ typedef enum lmx_status {
 } lmx_status;
 
 /* "ok", "bad argument", ... for a status; never NULL. */
-const char *lmx_status_name(lmx_status st);
+LMX_API const char *lmx_status_name(lmx_status st);
 
 /* The message of the last error on this thread ("" if none). */
-const char *lmx_errmsg(void);
+LMX_API const char *lmx_errmsg(void);
 
 /* Library version as "MAJOR.MINOR.PATCH". */
-const char *lmx_version(void);
+LMX_API const char *lmx_version(void);
 
 /* ---- logging ----------------------------------------------------------- */
 
@@ -90,15 +102,15 @@ typedef enum lmx_log_level {
 /* Messages at or below `level` go to the callback (default: stderr with a
  * "loramix: warning: " style prefix). Pass cb = NULL to restore the default. */
 typedef void (*lmx_log_fn)(lmx_log_level level, const char *msg, void *user);
-void lmx_log_set(lmx_log_level level, lmx_log_fn cb, void *user);
+LMX_API void lmx_log_set(lmx_log_level level, lmx_log_fn cb, void *user);
 
 /* ---- threads ----------------------------------------------------------- */
 
 /* Number of threads used by the compute kernels called from this thread
  * (0 = all cores; OpenMP's setting of the calling thread). A context with
  * lmx_ctx_params.n_threads > 0 uses its own count instead. */
-void lmx_set_threads(int n_threads);
-int lmx_get_threads(void);
+LMX_API void lmx_set_threads(int n_threads);
+LMX_API int lmx_get_threads(void);
 
 
 /* ---- models ------------------------------------------------------------
@@ -131,9 +143,9 @@ typedef struct lmx_model_params {
                                 model inherit it                             */
 } lmx_model_params;
 
-lmx_model_params lmx_model_params_default(void);
-lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_params *params);
-void lmx_model_free(lmx_model *m);
+LMX_API lmx_model_params lmx_model_params_default(void);
+LMX_API lmx_status lmx_model_load(lmx_model **out, const char *path, const lmx_model_params *params);
+LMX_API void lmx_model_free(lmx_model *m);
 
 
 /* ---- LoRA adapters -----------------------------------------------------
@@ -146,17 +158,17 @@ void lmx_model_free(lmx_model *m);
 
 typedef struct lmx_lora lmx_lora;
 
-lmx_status lmx_lora_load(lmx_lora **out, const lmx_model *m, const char *path);
-void lmx_lora_free(lmx_lora *l);
+LMX_API lmx_status lmx_lora_load(lmx_lora **out, const lmx_model *m, const char *path);
+LMX_API void lmx_lora_free(lmx_lora *l);
 /* A human-readable loading report: format, ranks, alphas, targets per
  * component, keys that matched nothing. Owned by the LoRA. */
-const char *lmx_lora_report(const lmx_lora *l);
+LMX_API const char *lmx_lora_report(const lmx_lora *l);
 /* Number of file keys that matched no layer of the model. */
-int lmx_lora_n_unmatched(const lmx_lora *l);
+LMX_API int lmx_lora_n_unmatched(const lmx_lora *l);
 /* The k most frequent training tags (kohya ss_tag_frequency metadata, which
  * usually reveal the trigger words) as "tag1, tag2, ..." in buf; returns the
  * length (0 when the file has none). */
-size_t lmx_lora_top_tags(const lmx_lora *l, int k, char *buf, size_t cap);
+LMX_API size_t lmx_lora_top_tags(const lmx_lora *l, int k, char *buf, size_t cap);
 
 typedef enum lmx_lora_category {
     LMX_CAT_OTHER = 0,
@@ -168,7 +180,7 @@ typedef enum lmx_lora_category {
     LMX_CAT_COUNT
 } lmx_lora_category;
 
-const char *lmx_lora_category_name(lmx_lora_category c); /* "character", ... */
+LMX_API const char *lmx_lora_category_name(lmx_lora_category c); /* "character", ... */
 
 /* One LoRA as used in a generation: the loaded adapter, its strengths and,
  * for the composition methods, its trigger phrases and category. The
@@ -185,7 +197,7 @@ typedef struct lmx_lora_use {
     int n_triggers;
 } lmx_lora_use;
 
-lmx_lora_use lmx_lora_use_default(const lmx_lora *l);
+LMX_API lmx_lora_use lmx_lora_use_default(const lmx_lora *l);
 
 
 /* ---- multi-LoRA composition ---------------------------------------------
@@ -208,8 +220,8 @@ typedef enum lmx_method {
     LMX_METHOD_COUNT
 } lmx_method;
 
-const char *lmx_method_name(lmx_method m);               /* "merge", "w-switch", ... */
-lmx_status lmx_method_parse(const char *s, lmx_method *out);
+LMX_API const char *lmx_method_name(lmx_method m);               /* "merge", "w-switch", ... */
+LMX_API lmx_status lmx_method_parse(const char *s, lmx_method *out);
 
 typedef enum lmx_weighting {
     LMX_WEIGHTING_DEFAULT = 0, /* PAW for W-Switch, PTW for W-Composite, else uniform */
@@ -220,8 +232,8 @@ typedef enum lmx_weighting {
     LMX_WEIGHTING_COUNT
 } lmx_weighting;
 
-const char *lmx_weighting_name(lmx_weighting w);
-lmx_status lmx_weighting_parse(const char *s, lmx_weighting *out); /* not "manual:..." */
+LMX_API const char *lmx_weighting_name(lmx_weighting w);
+LMX_API lmx_status lmx_weighting_parse(const char *s, lmx_weighting *out); /* not "manual:..." */
 
 typedef struct lmx_compose {
     lmx_method method;
@@ -236,11 +248,11 @@ typedef struct lmx_compose {
                                       (D5); 0: the base text encoder (default)   */
 } lmx_compose;
 
-lmx_compose lmx_compose_default(void);
+LMX_API lmx_compose lmx_compose_default(void);
 
 /* Prompt-aware weights of `n` LoRAs for a prompt, as the W-methods compute
  * them (w[i] normalised, raw[i] before normalisation; either may be NULL). */
-lmx_status lmx_prompt_weights(lmx_ctx *ctx, const char *prompt, const lmx_lora_use *loras, int n,
+LMX_API lmx_status lmx_prompt_weights(lmx_ctx *ctx, const char *prompt, const lmx_lora_use *loras, int n,
                               lmx_weighting weighting, double *w, double *raw);
 
 /* ---- generation --------------------------------------------------------
@@ -266,10 +278,10 @@ typedef struct lmx_ctx_params {
     void *abort_user;
 } lmx_ctx_params;
 
-lmx_ctx_params lmx_ctx_params_default(void);
+LMX_API lmx_ctx_params lmx_ctx_params_default(void);
 /* params may be NULL (defaults). */
-lmx_status lmx_ctx_create(lmx_ctx **out, const lmx_model *m, const lmx_ctx_params *params);
-void lmx_ctx_free(lmx_ctx *ctx);
+LMX_API lmx_status lmx_ctx_create(lmx_ctx **out, const lmx_model *m, const lmx_ctx_params *params);
+LMX_API void lmx_ctx_free(lmx_ctx *ctx);
 
 typedef enum lmx_scheduler {
     LMX_SCHED_DEFAULT = 0, /* the model's scheduler_config.json (PNDM for SD1.5) */
@@ -281,8 +293,8 @@ typedef enum lmx_scheduler {
     LMX_SCHED_COUNT
 } lmx_scheduler;
 
-const char *lmx_scheduler_name(lmx_scheduler s);           /* "dpm++2m", ... */
-lmx_status lmx_scheduler_parse(const char *name, lmx_scheduler *out);
+LMX_API const char *lmx_scheduler_name(lmx_scheduler s);           /* "dpm++2m", ... */
+LMX_API lmx_status lmx_scheduler_parse(const char *name, lmx_scheduler *out);
 
 /* Which of torch's CPU normal-distribution kernels to reproduce: they differ
  * by up to 2e-6 in ~38% of the values (docs/numerics.md §11). torch
@@ -331,7 +343,7 @@ typedef struct lmx_gen_params {
     void *progress_user;
 } lmx_gen_params;
 
-lmx_gen_params lmx_gen_params_default(void);
+LMX_API lmx_gen_params lmx_gen_params_default(void);
 
 /* An 8-bit RGB image and the text that describes how it was made. */
 typedef struct lmx_image {
@@ -345,7 +357,7 @@ typedef struct lmx_image {
 
 /* Generate p->n_images images into images[0..n_images-1]. On any error,
  * LMX_ERR_CANCELLED included, images[] are left empty (nothing to free). */
-lmx_status lmx_generate(lmx_ctx *ctx, const lmx_gen_params *p, lmx_image *images);
+LMX_API lmx_status lmx_generate(lmx_ctx *ctx, const lmx_gen_params *p, lmx_image *images);
 /* Working memory lmx_generate(ctx of m, p) will need, in bytes, on top of
  * the model's weights: the larger of the UNet's activation arena for one
  * batch (CFG doubles it, composite methods multiply it by the LoRA count) and
@@ -353,9 +365,9 @@ lmx_status lmx_generate(lmx_ctx *ctx, const lmx_gen_params *p, lmx_image *images
  * These are the sizes lmx_generate reserves, computed without allocating;
  * p's width/height 0 mean the model's native size. For a check before a
  * run that could exhaust the machine (the CLI refuses above a limit). */
-uint64_t lmx_generate_memory(const lmx_model *m, const lmx_gen_params *p);
+LMX_API uint64_t lmx_generate_memory(const lmx_model *m, const lmx_gen_params *p);
 /* Write a PNG with the parameters and JSON chunks, atomically. */
-lmx_status lmx_image_save_png(const lmx_image *img, const char *path);
+LMX_API lmx_status lmx_image_save_png(const lmx_image *img, const char *path);
 /* Write the PNG to a file a user named, by the rules of docs/file-formats.md
  * ("Where a PNG goes"): "-" is standard output (refused when a terminal); a
  * character device or FIFO is written directly; a symlink is followed and
@@ -364,12 +376,12 @@ lmx_status lmx_image_save_png(const lmx_image *img, const char *path);
  * file keeps its permissions, a new one gets 0666 & ~umask. Regular files
  * are written atomically (temporary file in the same folder + rename). */
 #define LMX_OUT_OVERWRITE 1u
-lmx_status lmx_image_write_png(const lmx_image *img, const char *path, unsigned flags);
+LMX_API lmx_status lmx_image_write_png(const lmx_image *img, const char *path, unsigned flags);
 /* The checks of lmx_image_write_png without writing (a temporary file is
  * created and removed to prove the folder is writable; a FIFO is not
  * opened): call it before long work so a bad output path fails at once. */
-lmx_status lmx_output_check(const char *path, unsigned flags);
-void lmx_image_free(lmx_image *img);
+LMX_API lmx_status lmx_output_check(const char *path, unsigned flags);
+LMX_API void lmx_image_free(lmx_image *img);
 
 #ifdef __cplusplus
 }
