@@ -1,5 +1,9 @@
 /* harness.c - see harness.h. */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "harness.h"
+
+#include <ftw.h>
+#include <stdlib.h>
 
 #include "ops/ops.h"
 
@@ -221,4 +225,36 @@ int lmx_test_bf16(void) {
     fprintf(stderr, "skip: bf16 cases (this CPU's instruction set is '%s'; oneDNN has bf16 kernels "
                     "only on AVX-512)\n", op_cpu_isa_name());
     return 0;
+}
+
+/* ---- temporary folder ---- */
+
+static char g_tmpdir[512];
+
+const char *lmx_test_tmpdir(const char *base, const char *tag) {
+    snprintf(g_tmpdir, sizeof g_tmpdir, "%s/lmx_%s_XXXXXX", base ? base : "/tmp", tag);
+    if (!mkdtemp(g_tmpdir)) {
+        CHECK(0, "mkdtemp %s failed", g_tmpdir);
+        g_tmpdir[0] = 0;
+        return NULL;
+    }
+    return g_tmpdir;
+}
+
+const char *lmx_test_tmp(const char *rel) {
+    static char buf[8][1024];
+    static int k = 0;
+    k = (k + 1) & 7;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_tmpdir, rel);
+    return buf[k];
+}
+
+static int rm_entry(const char *p, const struct stat *s, int flag, struct FTW *f) {
+    (void)s, (void)flag, (void)f;
+    return remove(p);
+}
+
+void lmx_test_tmpdir_remove(void) {
+    if (g_tmpdir[0]) nftw(g_tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    g_tmpdir[0] = 0;
 }

@@ -94,6 +94,14 @@ const char *lmx_src_path(const char *rel);
  * then leave out their bf16 cases. */
 int lmx_test_bf16(void);
 
+/* A fresh folder <base>/lmx_<tag>_XXXXXX for a test's files (base: NULL =
+ * /tmp); NULL (and a failed check) when it cannot be made. lmx_test_tmp(rel)
+ * is "<folder>/<rel>" in one of 8 rotating buffers; lmx_test_tmpdir_remove()
+ * deletes the folder and everything in it. */
+const char *lmx_test_tmpdir(const char *base, const char *tag);
+const char *lmx_test_tmp(const char *rel);
+void lmx_test_tmpdir_remove(void);
+
 int lmx_test_verbose(void);
 int lmx_test_finish(void);
 

@@ -444,6 +444,16 @@ fail:
 
 /* ---- output --------------------------------------------------------------------- */
 
+/* The fields a job line and a set line share: subset, n, set, loras. */
+static void add_set_fields(cJSON *j, const tb_subset *s, const tb_set *t) {
+    cJSON_AddStringToObject(j, "subset", s->name);
+    cJSON_AddNumberToObject(j, "n", t->n);
+    cJSON_AddNumberToObject(j, "set", t->index);
+    cJSON *a = cJSON_AddArrayToObject(j, "loras");
+    for (int i = 0; i < t->n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(s->loras[t->lora[i]].id));
+}
+
 cJSON *tb_job_json(const tb_plan *p, const tb_job *job, const char *out_dir) {
     io_cjson_init();
     const tb_set *t = &p->sets[job->set];
@@ -452,12 +462,7 @@ cJSON *tb_job_json(const tb_plan *p, const tb_job *job, const char *out_dir) {
     if (!j) return NULL;
     cJSON_AddNumberToObject(j, "index", (double)job->index);
     cJSON_AddStringToObject(j, "id", job->id);
-    cJSON_AddStringToObject(j, "subset", s->name);
-    cJSON_AddNumberToObject(j, "n", t->n);
-    cJSON_AddNumberToObject(j, "set", t->index);
-    cJSON *a = cJSON_AddArrayToObject(j, "loras");
-    for (int i = 0; i < t->n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(s->loras[t->lora[i]].id));
+    add_set_fields(j, s, t);
     cJSON_AddStringToObject(j, "method", lmx_method_name(job->method));
     add_raw_u64(j, "seed", job->seed);
     cJSON_AddNumberToObject(j, "j", job->j);
@@ -479,12 +484,7 @@ cJSON *tb_set_json(const tb_plan *p, int set, int64_t n_jobs) {
     const tb_subset *s = &p->tb->subsets[t->subset];
     cJSON *j = cJSON_CreateObject();
     if (!j) return NULL;
-    cJSON_AddStringToObject(j, "subset", s->name);
-    cJSON_AddNumberToObject(j, "n", t->n);
-    cJSON_AddNumberToObject(j, "set", t->index);
-    cJSON *a = cJSON_AddArrayToObject(j, "loras");
-    for (int i = 0; i < t->n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(s->loras[t->lora[i]].id));
+    add_set_fields(j, s, t);
     cJSON_AddStringToObject(j, "slug", t->slug);
     cJSON_AddNumberToObject(j, "jobs", (double)n_jobs);
     cJSON_AddStringToObject(j, "prompt", t->prompt);

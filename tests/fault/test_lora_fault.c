@@ -28,16 +28,7 @@
 
 #define LDIR "tests/fixtures/lora/"
 
-static char g_tmp[256];
 static sd_model *g_model;
-
-static const char *tmp(const char *rel) {
-    static char buf[8][600];
-    static int k = 0;
-    k = (k + 1) & 7;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_tmp, rel);
-    return buf[k];
-}
 
 /* ---- capturing warnings ---------------------------------------------------- */
 
@@ -109,8 +100,8 @@ static void content_cases(void) {
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {4, 32}, nan, 1}, {Q ".lora_up.weight", F32, 2, {32, 4}, 0, 0},
                     {Q ".alpha", F32, 0, {0}, 0, 0}};
-        write_file(tmp("nan.safetensors"), t, 3);
-        lmx_lora *l = expect("NaN weights", tmp("nan.safetensors"), LMX_OK, Q ".lora_down.weight", "NaN");
+        write_file(lmx_test_tmp("nan.safetensors"), t, 3);
+        lmx_lora *l = expect("NaN weights", lmx_test_tmp("nan.safetensors"), LMX_OK, Q ".lora_down.weight", "NaN");
         if (l) {
             CHECK(l->n_nonfinite == 1, "n_nonfinite %d", l->n_nonfinite);
             CHECK(strstr(l->report, "NaN/Inf") != NULL, "report lacks NaN: %s", l->report);
@@ -119,104 +110,104 @@ static void content_cases(void) {
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {4, 32}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 4}, inf, 1}};
-        write_file(tmp("inf.safetensors"), t, 2);
-        lora_free(expect("Inf weights", tmp("inf.safetensors"), LMX_OK, Q ".lora_up.weight", "NaN/Inf"));
+        write_file(lmx_test_tmp("inf.safetensors"), t, 2);
+        lora_free(expect("Inf weights", lmx_test_tmp("inf.safetensors"), LMX_OK, Q ".lora_up.weight", "NaN/Inf"));
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {4, 32}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 4}, 0, 0},
                     {Q ".alpha", F32, 0, {0}, inf, 1}};
-        write_file(tmp("alpha_inf.safetensors"), t, 3);
-        expect("Inf alpha", tmp("alpha_inf.safetensors"), LMX_ERR_FORMAT, Q ".alpha", "infinite");
+        write_file(lmx_test_tmp("alpha_inf.safetensors"), t, 3);
+        expect("Inf alpha", lmx_test_tmp("alpha_inf.safetensors"), LMX_ERR_FORMAT, Q ".alpha", "infinite");
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {4, 32}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 4}, 0, 0},
                     {Q ".alpha", F32, 0, {0}, 0.0f, 1}};
-        write_file(tmp("alpha0.safetensors"), t, 3);
-        lora_free(expect("alpha 0", tmp("alpha0.safetensors"), LMX_OK, Q ".alpha", "no effect"));
+        write_file(lmx_test_tmp("alpha0.safetensors"), t, 3);
+        lora_free(expect("alpha 0", lmx_test_tmp("alpha0.safetensors"), LMX_OK, Q ".alpha", "no effect"));
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {4, 32}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 4}, 0, 0},
                     {Q ".alpha", F32, 1, {2}, 0, 0}};
-        write_file(tmp("alpha_vec.safetensors"), t, 3);
-        expect("alpha not scalar", tmp("alpha_vec.safetensors"), LMX_ERR_SHAPE, Q ".alpha", "scalar");
+        write_file(lmx_test_tmp("alpha_vec.safetensors"), t, 3);
+        expect("alpha not scalar", lmx_test_tmp("alpha_vec.safetensors"), LMX_ERR_SHAPE, Q ".alpha", "scalar");
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {0, 32}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 0}, 0, 0}};
-        write_file(tmp("rank0.safetensors"), t, 2);
-        expect("rank 0", tmp("rank0.safetensors"), LMX_ERR_SHAPE, Q ".lora_down.weight", "rank 0");
+        write_file(lmx_test_tmp("rank0.safetensors"), t, 2);
+        expect("rank 0", lmx_test_tmp("rank0.safetensors"), LMX_ERR_SHAPE, Q ".lora_down.weight", "rank 0");
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {4, 32}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 2}, 0, 0}};
-        write_file(tmp("ranks.safetensors"), t, 2);
-        expect("rank mismatch", tmp("ranks.safetensors"), LMX_ERR_SHAPE, "[4, 32] has rank 4", "[32, 2] has rank 2");
+        write_file(lmx_test_tmp("ranks.safetensors"), t, 2);
+        expect("rank mismatch", lmx_test_tmp("ranks.safetensors"), LMX_ERR_SHAPE, "[4, 32] has rank 4", "[32, 2] has rank 2");
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {4, 32}, 0, 0}, {Q ".alpha", F32, 0, {0}, 0, 0}};
-        write_file(tmp("no_up.safetensors"), t, 2);
-        expect("missing up", tmp("no_up.safetensors"), LMX_ERR_SHAPE, Q, "no up");
+        write_file(lmx_test_tmp("no_up.safetensors"), t, 2);
+        expect("missing up", lmx_test_tmp("no_up.safetensors"), LMX_ERR_SHAPE, Q, "no up");
     }
     {
         tdef t[] = {{Q ".lora_up.weight", F32, 2, {32, 4}, 0, 0}};
-        write_file(tmp("no_down.safetensors"), t, 1);
-        expect("missing down", tmp("no_down.safetensors"), LMX_ERR_SHAPE, Q, "no down");
+        write_file(lmx_test_tmp("no_down.safetensors"), t, 1);
+        expect("missing down", lmx_test_tmp("no_down.safetensors"), LMX_ERR_SHAPE, Q, "no down");
     }
     {
         tdef t[] = {{Q ".alpha", F32, 0, {0}, 0, 0}};
-        write_file(tmp("alpha_only.safetensors"), t, 1);
-        expect("alpha alone", tmp("alpha_only.safetensors"), LMX_ERR_SHAPE, Q, "no down");
+        write_file(lmx_test_tmp("alpha_only.safetensors"), t, 1);
+        expect("alpha alone", lmx_test_tmp("alpha_only.safetensors"), LMX_ERR_SHAPE, Q, "no down");
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {4, 31}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 4}, 0, 0}};
-        write_file(tmp("shape.safetensors"), t, 2);
-        expect("wrong shape", tmp("shape.safetensors"), LMX_ERR_SHAPE, "has shape [4, 31]", "expected [4, 32]");
+        write_file(lmx_test_tmp("shape.safetensors"), t, 2);
+        expect("wrong shape", lmx_test_tmp("shape.safetensors"), LMX_ERR_SHAPE, "has shape [4, 31]", "expected [4, 32]");
     }
     {
         tdef t[] = {{CONV ".lora_down.weight", F32, 4, {4, 32, 1, 1}, 0, 0},
                     {CONV ".lora_up.weight", F32, 4, {32, 4, 1, 1}, 0, 0}};
-        write_file(tmp("conv1x1.safetensors"), t, 2);
-        expect("1x1 down on a 3x3 conv", tmp("conv1x1.safetensors"), LMX_ERR_SHAPE, "[4, 32, 1, 1]",
+        write_file(lmx_test_tmp("conv1x1.safetensors"), t, 2);
+        expect("1x1 down on a 3x3 conv", lmx_test_tmp("conv1x1.safetensors"), LMX_ERR_SHAPE, "[4, 32, 1, 1]",
                "expected [4, 32, 3, 3]");
     }
     {
         tdef t[] = {{Q ".lora_down.weight", ST_I32, 2, {4, 32}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 4}, 0, 0}};
-        write_file(tmp("int.safetensors"), t, 2);
-        expect("integer weights", tmp("int.safetensors"), LMX_ERR_FORMAT, "I32", Q);
+        write_file(lmx_test_tmp("int.safetensors"), t, 2);
+        expect("integer weights", lmx_test_tmp("int.safetensors"), LMX_ERR_FORMAT, "I32", Q);
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 3, {4, 32, 1}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 4}, 0, 0}};
-        write_file(tmp("3d.safetensors"), t, 2);
-        expect("3-D weights", tmp("3d.safetensors"), LMX_ERR_SHAPE, "2 or 4 dimensions", NULL);
+        write_file(lmx_test_tmp("3d.safetensors"), t, 2);
+        expect("3-D weights", lmx_test_tmp("3d.safetensors"), LMX_ERR_SHAPE, "2 or 4 dimensions", NULL);
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {4, 32}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 4}, 0, 0},
                     {"lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_down.weight", F32, 2, {4, 32}, 0, 0},
                     {"lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_up.weight", F32, 2, {32, 4}, 0, 0}};
-        write_file(tmp("dup.safetensors"), t, 4);
-        expect("two spellings, one layer", tmp("dup.safetensors"), LMX_ERR_FORMAT, "input_blocks_1_1", "both");
+        write_file(lmx_test_tmp("dup.safetensors"), t, 4);
+        expect("two spellings, one layer", lmx_test_tmp("dup.safetensors"), LMX_ERR_FORMAT, "input_blocks_1_1", "both");
     }
     {
         tdef t[] = {{"lora_unet_nothing_here.lora_down.weight", F32, 2, {4, 32}, 0, 0},
                     {"model.diffusion_model.input_blocks.0.0.weight", F32, 2, {4, 4}, 0, 0}};
-        write_file(tmp("nomatch.safetensors"), t, 2);
-        expect("no matching key", tmp("nomatch.safetensors"), LMX_ERR_FORMAT, "no LoRA module", NULL);
+        write_file(lmx_test_tmp("nomatch.safetensors"), t, 2);
+        expect("no matching key", lmx_test_tmp("nomatch.safetensors"), LMX_ERR_FORMAT, "no LoRA module", NULL);
     }
     {
         tdef t[] = {{Q ".lokr_w1", F32, 2, {4, 4}, 0, 0}, {Q ".lokr_w2", F32, 2, {8, 8}, 0, 0}};
-        write_file(tmp("lokr.safetensors"), t, 2);
-        expect("LoKr", tmp("lokr.safetensors"), LMX_ERR_UNSUPPORTED, "LoKr", Q ".lokr_w");
+        write_file(lmx_test_tmp("lokr.safetensors"), t, 2);
+        expect("LoKr", lmx_test_tmp("lokr.safetensors"), LMX_ERR_UNSUPPORTED, "LoKr", Q ".lokr_w");
     }
     {
         tdef t[] = {{CONV ".lora_down.weight", F32, 4, {4, 32, 1, 1}, 0, 0},
                     {CONV ".lora_mid.weight", F32, 4, {4, 4, 3, 3}, 0, 0},
                     {CONV ".lora_up.weight", F32, 4, {32, 4, 1, 1}, 0, 0}};
-        write_file(tmp("tucker.safetensors"), t, 3);
-        expect("Tucker lora_mid", tmp("tucker.safetensors"), LMX_ERR_UNSUPPORTED, "lora_mid", NULL);
+        write_file(lmx_test_tmp("tucker.safetensors"), t, 3);
+        expect("Tucker lora_mid", lmx_test_tmp("tucker.safetensors"), LMX_ERR_UNSUPPORTED, "lora_mid", NULL);
     }
     {
         tdef t[] = {{Q ".lora_down.weight", F32, 2, {4, 32}, 0, 0}, {Q ".lora_up.weight", F32, 2, {32, 4}, 0, 0},
                     {Q ".dora_scale", F32, 2, {1, 32}, 0, 0}};
-        write_file(tmp("dora.safetensors"), t, 3);
-        expect("DoRA", tmp("dora.safetensors"), LMX_ERR_UNSUPPORTED, "DoRA", "dora_scale");
+        write_file(lmx_test_tmp("dora.safetensors"), t, 3);
+        expect("DoRA", lmx_test_tmp("dora.safetensors"), LMX_ERR_UNSUPPORTED, "DoRA", "dora_scale");
     }
     {
         /* SDXL recognised by width alone: a 2048-wide attn2.to_k down */
@@ -224,24 +215,24 @@ static void content_cases(void) {
                      {4, 2048}, 0, 0},
                     {"lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight", F32, 2,
                      {32, 4}, 0, 0}};
-        write_file(tmp("xl_width.safetensors"), t, 2);
-        expect("SDXL by width", tmp("xl_width.safetensors"), LMX_ERR_UNSUPPORTED, "SDXL", "2048");
+        write_file(lmx_test_tmp("xl_width.safetensors"), t, 2);
+        expect("SDXL by width", lmx_test_tmp("xl_width.safetensors"), LMX_ERR_UNSUPPORTED, "SDXL", "2048");
     }
     expect("LoHa fixture", lmx_src_path(LDIR "loha.safetensors"), LMX_ERR_UNSUPPORTED, "LoHa", "hada_w1_a");
     expect("SDXL fixture", lmx_src_path(LDIR "sdxl_kohya.safetensors"), LMX_ERR_UNSUPPORTED, "SDXL", "lora_te1_");
     {
-        FILE *f = fopen(tmp("lora.pt"), "wb");
+        FILE *f = fopen(lmx_test_tmp("lora.pt"), "wb");
         if (f) {
             fwrite("\x80\x04\x95junkjunkjunk", 1, 15, f);
             fclose(f);
         }
-        expect("pickle", tmp("lora.pt"), LMX_ERR_UNSUPPORTED, "pickle", ".safetensors");
+        expect("pickle", lmx_test_tmp("lora.pt"), LMX_ERR_UNSUPPORTED, "pickle", ".safetensors");
     }
-    expect("missing file", tmp("none.safetensors"), LMX_ERR_IO, "none.safetensors", NULL);
+    expect("missing file", lmx_test_tmp("none.safetensors"), LMX_ERR_IO, "none.safetensors", NULL);
     {
-        FILE *f = fopen(tmp("empty.safetensors"), "wb");
+        FILE *f = fopen(lmx_test_tmp("empty.safetensors"), "wb");
         if (f) fclose(f);
-        expect("empty file", tmp("empty.safetensors"), LMX_ERR_FORMAT, "empty.safetensors", NULL);
+        expect("empty file", lmx_test_tmp("empty.safetensors"), LMX_ERR_FORMAT, "empty.safetensors", NULL);
     }
     /* bad_keys: loads; each misspelt module is named in the report */
     lmx_lora *l = expect("bad key names", lmx_src_path(LDIR "bad_keys.safetensors"), LMX_OK, "3 modules", "attn1_to_qq");
@@ -291,9 +282,9 @@ static void container_cases(void) {
     o.quiet = 1;
     for (size_t i = 0; i < LMX_ARRAY_LEN(cuts); i++) {
         if (cuts[i] >= n) continue;
-        write_all(tmp("cut.safetensors"), b, cuts[i]);
+        write_all(lmx_test_tmp("cut.safetensors"), b, cuts[i]);
         lmx_lora *l = NULL;
-        lmx_status st = lora_load(&l, g_model, tmp("cut.safetensors"), &o);
+        lmx_status st = lora_load(&l, g_model, lmx_test_tmp("cut.safetensors"), &o);
         CHECK(st == LMX_ERR_FORMAT, "truncated at %zu: %s (%s)", cuts[i], lmx_status_name(st), lmx_errmsg());
         CHECK(!l, "truncated file gave a LoRA");
         n_err += st != LMX_OK;
@@ -311,9 +302,9 @@ static void container_cases(void) {
             size_t pos = (size_t)(lmx_prng_next(&r) % (hl + 8));
             c[pos] = (unsigned char)lmx_prng_next(&r);
         }
-        write_all(tmp("flip.safetensors"), c, n);
+        write_all(lmx_test_tmp("flip.safetensors"), c, n);
         lmx_lora *l = NULL;
-        lmx_status st = lora_load(&l, g_model, tmp("flip.safetensors"), &o);
+        lmx_status st = lora_load(&l, g_model, lmx_test_tmp("flip.safetensors"), &o);
         if (st == LMX_OK) {
             n_ok++;
             CHECK(l != NULL, "ok without a LoRA");
@@ -377,19 +368,8 @@ static void alloc_sweep(const char *what, const char *path, long stride) {
     }
 }
 
-static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w) {
-    (void)s;
-    (void)f;
-    (void)w;
-    return remove(p);
-}
-
 int main(void) {
-    snprintf(g_tmp, sizeof g_tmp, "%s/tests/lora_fault_XXXXXX", LMX_BINARY_DIR);
-    if (!mkdtemp(g_tmp)) {
-        fprintf(stderr, "mkdtemp failed\n");
-        return 1;
-    }
+    if (!lmx_test_tmpdir(LMX_BINARY_DIR "/tests", "lora_fault")) return lmx_test_finish();
     lmx_log_set(LMX_LOG_WARN, capture, NULL);
     CHECK_OK(sd_model_load(&g_model, lmx_src_path("tests/fixtures/models/tiny-sd"), NULL));
     if (g_model) {
@@ -400,6 +380,6 @@ int main(void) {
     }
     sd_model_free(g_model);
     lmx_log_set(LMX_LOG_WARN, NULL, NULL);
-    nftw(g_tmp, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    lmx_test_tmpdir_remove();
     return lmx_test_finish();
 }

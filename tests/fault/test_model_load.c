@@ -30,21 +30,6 @@
 #define FIX "tests/fixtures/models/"
 #define GOLDEN FIX "golden_tiny_sd.safetensors"
 
-static char g_tmp[256];
-
-static const char *tmp(const char *rel) {
-    static char buf[8][600];
-    static int k = 0;
-    k = (k + 1) & 7;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_tmp, rel);
-    return buf[k];
-}
-
-static int rm_cb(const char *p, const struct stat *s, int flag, struct FTW *f) {
-    (void)s, (void)flag, (void)f;
-    return remove(p);
-}
-
 /* ---- file helpers ---------------------------------------------------------------- */
 
 typedef struct rw_opts {
@@ -119,13 +104,13 @@ static void write_bytes(const char *path, const void *p, size_t n) {
 static void link_fix(const char *fix_rel, const char *tmp_rel) {
     char src[600];
     snprintf(src, sizeof src, "%s", lmx_src_path(fix_rel));
-    if (symlink(src, tmp(tmp_rel)) != 0) fprintf(stderr, "symlink %s: failed\n", tmp_rel);
+    if (symlink(src, lmx_test_tmp(tmp_rel)) != 0) fprintf(stderr, "symlink %s: failed\n", tmp_rel);
 }
 
 /* A folder with model_index.json and the given fixture components linked in. */
 static void make_folder(const char *name, int with_unet, int with_text, int with_vae, int with_tok) {
     char p[256];
-    mkdir(tmp(name), 0755);
+    mkdir(lmx_test_tmp(name), 0755);
     snprintf(p, sizeof p, "%s/model_index.json", name);
     link_fix(FIX "tiny-sd/model_index.json", p);
     if (with_unet) link_fix(FIX "tiny-sd/unet", (snprintf(p, sizeof p, "%s/unet", name), p));
@@ -240,31 +225,31 @@ static const char *drop_mid(const char *name, char *buf, size_t n) {
 
 static void test_folders(void) {
     make_folder("nounet", 0, 1, 1, 1);
-    expect_fail("missing unet/", tmp("nounet"), NULL, LMX_ERR_IO, "nounet/unet: missing", NULL);
+    expect_fail("missing unet/", lmx_test_tmp("nounet"), NULL, LMX_ERR_IO, "nounet/unet: missing", NULL);
 
     make_folder("nocfg", 0, 1, 1, 1);
-    mkdir(tmp("nocfg/unet"), 0755);
+    mkdir(lmx_test_tmp("nocfg/unet"), 0755);
     link_fix(FIX "tiny-sd/unet/diffusion_pytorch_model.safetensors", "nocfg/unet/diffusion_pytorch_model.safetensors");
-    expect_fail("missing unet/config.json", tmp("nocfg"), NULL, LMX_ERR_IO, "unet/config.json: missing", NULL);
+    expect_fail("missing unet/config.json", lmx_test_tmp("nocfg"), NULL, LMX_ERR_IO, "unet/config.json: missing", NULL);
 
     make_folder("pkl", 0, 1, 1, 1);
-    mkdir(tmp("pkl/unet"), 0755);
+    mkdir(lmx_test_tmp("pkl/unet"), 0755);
     link_fix(FIX "tiny-sd/unet/config.json", "pkl/unet/config.json");
-    write_bytes(tmp("pkl/unet/diffusion_pytorch_model.bin"), "PK\x03\x04zzzzzzzz", 12);
-    expect_fail("pickle unet weights", tmp("pkl"), NULL, LMX_ERR_UNSUPPORTED, "pickle", "safetensors");
+    write_bytes(lmx_test_tmp("pkl/unet/diffusion_pytorch_model.bin"), "PK\x03\x04zzzzzzzz", 12);
+    expect_fail("pickle unet weights", lmx_test_tmp("pkl"), NULL, LMX_ERR_UNSUPPORTED, "pickle", "safetensors");
 
     make_folder("noweights", 0, 1, 1, 1);
-    mkdir(tmp("noweights/unet"), 0755);
+    mkdir(lmx_test_tmp("noweights/unet"), 0755);
     link_fix(FIX "tiny-sd/unet/config.json", "noweights/unet/config.json");
-    expect_fail("no unet weights", tmp("noweights"), NULL, LMX_ERR_IO, "no *.safetensors", NULL);
+    expect_fail("no unet weights", lmx_test_tmp("noweights"), NULL, LMX_ERR_IO, "no *.safetensors", NULL);
 
     /* only the .fp16.safetensors variant exists, no tokenizer/ (a warning) */
     make_folder("variant", 0, 1, 1, 0);
-    mkdir(tmp("variant/unet"), 0755);
+    mkdir(lmx_test_tmp("variant/unet"), 0755);
     link_fix(FIX "tiny-sd/unet/config.json", "variant/unet/config.json");
     link_fix(FIX "tiny-sd/unet/diffusion_pytorch_model.safetensors", "variant/unet/diffusion_pytorch_model.fp16.safetensors");
     sd_model *m = NULL;
-    CHECK_OK(sd_model_load(&m, tmp("variant"), NULL));
+    CHECK_OK(sd_model_load(&m, lmx_test_tmp("variant"), NULL));
     CHECK(m && m->tokenizer_dir == NULL, "tokenizer dir without tokenizer/");
     CHECK(m && m->scheduler_config == NULL, "scheduler config without scheduler/");
     sd_model_free(m);
@@ -298,38 +283,38 @@ static void test_folders(void) {
     sd_model_free(m);
 
     /* SDXL pipeline */
-    mkdir(tmp("sdxl"), 0755);
+    mkdir(lmx_test_tmp("sdxl"), 0755);
     const char *idx = "{\"_class_name\": \"StableDiffusionXLPipeline\", \"text_encoder_2\": [\"transformers\", \"X\"]}";
-    write_bytes(tmp("sdxl/model_index.json"), idx, strlen(idx));
-    expect_fail("SDXL folder", tmp("sdxl"), NULL, LMX_ERR_UNSUPPORTED, "SDXL", NULL);
+    write_bytes(lmx_test_tmp("sdxl/model_index.json"), idx, strlen(idx));
+    expect_fail("SDXL folder", lmx_test_tmp("sdxl"), NULL, LMX_ERR_UNSUPPORTED, "SDXL", NULL);
 
     /* no model_index.json */
-    mkdir(tmp("empty"), 0755);
-    expect_fail("empty folder", tmp("empty"), NULL, LMX_ERR_IO, "model_index.json", NULL);
-    expect_fail("no such path", tmp("nothing-here"), NULL, LMX_ERR_IO, "no such file", NULL);
+    mkdir(lmx_test_tmp("empty"), 0755);
+    expect_fail("empty folder", lmx_test_tmp("empty"), NULL, LMX_ERR_IO, "model_index.json", NULL);
+    expect_fail("no such path", lmx_test_tmp("nothing-here"), NULL, LMX_ERR_IO, "no such file", NULL);
 
     /* wrong shape in a folder's UNet */
     make_folder("badshape", 0, 1, 1, 1);
-    mkdir(tmp("badshape/unet"), 0755);
+    mkdir(lmx_test_tmp("badshape/unet"), 0755);
     link_fix(FIX "tiny-sd/unet/config.json", "badshape/unet/config.json");
     rw_opts o = {.dtype = -1, .keep_meta = 1, .shrink = "down_blocks.0.resnets.0.conv1.weight"};
     if (rewrite(FIX "tiny-sd/unet/diffusion_pytorch_model.safetensors",
-                tmp("badshape/unet/diffusion_pytorch_model.safetensors"), &o))
-        expect_fail("folder wrong shape", tmp("badshape"), NULL, LMX_ERR_SHAPE,
+                lmx_test_tmp("badshape/unet/diffusion_pytorch_model.safetensors"), &o))
+        expect_fail("folder wrong shape", lmx_test_tmp("badshape"), NULL, LMX_ERR_SHAPE,
                     "unet.down_blocks.0.resnets.0.conv1.weight: expected [32, 32, 3, 3], got [32, 16, 3, 3]", NULL);
 
     /* A UNet without a mid block names that config, not a missing tensor:
      * config.json says "mid_block_type": null, or the mid_block.* tensors
      * are gone. */
     make_folder("nomidcfg", 0, 1, 1, 1);
-    mkdir(tmp("nomidcfg/unet"), 0755);
+    mkdir(lmx_test_tmp("nomidcfg/unet"), 0755);
     link_fix(FIX "tiny-sd/unet/diffusion_pytorch_model.safetensors", "nomidcfg/unet/diffusion_pytorch_model.safetensors");
     {
         char *cfg = NULL;
         size_t n = 0;
         if (lmx_read_file(lmx_src_path(FIX "tiny-sd/unet/config.json"), &cfg, &n, 1 << 20) == LMX_OK) {
             char *brace = strchr(cfg, '{');
-            FILE *f = fopen(tmp("nomidcfg/unet/config.json"), "wb");
+            FILE *f = fopen(lmx_test_tmp("nomidcfg/unet/config.json"), "wb");
             if (f && brace) {
                 fprintf(f, "{\"mid_block_type\": null, %s", brace + 1);
                 fclose(f);
@@ -337,15 +322,15 @@ static void test_folders(void) {
             lmx_free(cfg);
         }
     }
-    expect_fail("mid_block_type null", tmp("nomidcfg"), NULL, LMX_ERR_UNSUPPORTED, "without a mid block",
+    expect_fail("mid_block_type null", lmx_test_tmp("nomidcfg"), NULL, LMX_ERR_UNSUPPORTED, "without a mid block",
                 "mid_block_type\": null");
     make_folder("nomid", 0, 1, 1, 1);
-    mkdir(tmp("nomid/unet"), 0755);
+    mkdir(lmx_test_tmp("nomid/unet"), 0755);
     link_fix(FIX "tiny-sd/unet/config.json", "nomid/unet/config.json");
     rw_opts om = {.dtype = -1, .keep_meta = 1, .rename = drop_mid};
     if (rewrite(FIX "tiny-sd/unet/diffusion_pytorch_model.safetensors",
-                tmp("nomid/unet/diffusion_pytorch_model.safetensors"), &om))
-        expect_fail("no mid_block tensors", tmp("nomid"), NULL, LMX_ERR_UNSUPPORTED, "without a mid block",
+                lmx_test_tmp("nomid/unet/diffusion_pytorch_model.safetensors"), &om))
+        expect_fail("no mid_block tensors", lmx_test_tmp("nomid"), NULL, LMX_ERR_UNSUPPORTED, "without a mid block",
                     "no mid_block.* tensors");
 }
 
@@ -354,19 +339,19 @@ static void test_single_files(st_file *g) {
     rw_opts o = {.dtype = -1, .keep_meta = 1};
 
     o.shrink = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight";
-    if (rewrite(single, tmp("shape.safetensors"), &o))
-        expect_fail("wrong shape", tmp("shape.safetensors"), NULL, LMX_ERR_SHAPE,
+    if (rewrite(single, lmx_test_tmp("shape.safetensors"), &o))
+        expect_fail("wrong shape", lmx_test_tmp("shape.safetensors"), NULL, LMX_ERR_SHAPE,
                     "unet.down_blocks.0.resnets.0.conv1.weight: expected [32, 32, 3, 3], got [32, 16, 3, 3]",
                     "model.diffusion_model.input_blocks.1.0.in_layers.2.weight");
     o.shrink = "first_stage_model.decoder.mid.attn_1.q.weight";
-    if (rewrite(single, tmp("shape2.safetensors"), &o))
-        expect_fail("wrong VAE attention shape", tmp("shape2.safetensors"), NULL, LMX_ERR_SHAPE,
+    if (rewrite(single, lmx_test_tmp("shape2.safetensors"), &o))
+        expect_fail("wrong VAE attention shape", lmx_test_tmp("shape2.safetensors"), NULL, LMX_ERR_SHAPE,
                     "vae.decoder.mid_block.attentions.0.to_q.weight: expected [32, 32], got [32, 16, 1, 1]", NULL);
     o.shrink = NULL;
 
     o.rename = drop_upsampler_bias;
-    if (rewrite(single, tmp("missing.safetensors"), &o))
-        expect_fail("missing tensor", tmp("missing.safetensors"), NULL, LMX_ERR_SHAPE,
+    if (rewrite(single, lmx_test_tmp("missing.safetensors"), &o))
+        expect_fail("missing tensor", lmx_test_tmp("missing.safetensors"), NULL, LMX_ERR_SHAPE,
                     "unet.up_blocks.0.upsamplers.0.conv.bias: missing", "output_blocks.2.1.conv.bias");
     o.rename = NULL;
 
@@ -375,32 +360,32 @@ static void test_single_files(st_file *g) {
     size_t n = 0;
     CHECK_OK(lmx_read_file(lmx_src_path(single), &buf, &n, 64u << 20));
     if (buf) {
-        write_bytes(tmp("trunc.safetensors"), buf, n * 6 / 10);
-        expect_fail("truncated file", tmp("trunc.safetensors"), NULL, LMX_ERR_FORMAT, "trunc.safetensors", NULL);
-        write_bytes(tmp("trunc2.safetensors"), buf, 100);
-        expect_fail("truncated header", tmp("trunc2.safetensors"), NULL, LMX_ERR_FORMAT, "trunc2.safetensors", NULL);
+        write_bytes(lmx_test_tmp("trunc.safetensors"), buf, n * 6 / 10);
+        expect_fail("truncated file", lmx_test_tmp("trunc.safetensors"), NULL, LMX_ERR_FORMAT, "trunc.safetensors", NULL);
+        write_bytes(lmx_test_tmp("trunc2.safetensors"), buf, 100);
+        expect_fail("truncated header", lmx_test_tmp("trunc2.safetensors"), NULL, LMX_ERR_FORMAT, "trunc2.safetensors", NULL);
         /* a safetensors file named .ckpt is still loaded */
-        write_bytes(tmp("named.ckpt"), buf, n);
+        write_bytes(lmx_test_tmp("named.ckpt"), buf, n);
         sd_model *m = NULL;
-        CHECK_OK(sd_model_load(&m, tmp("named.ckpt"), NULL));
+        CHECK_OK(sd_model_load(&m, lmx_test_tmp("named.ckpt"), NULL));
         sd_model_free(m);
     }
     lmx_free(buf);
 
     /* pickle */
-    write_bytes(tmp("model.ckpt"), "PK\x03\x04........", 12);
-    expect_fail(".ckpt", tmp("model.ckpt"), NULL, LMX_ERR_UNSUPPORTED, "pickle", "safetensors");
-    write_bytes(tmp("model.pt"), "\x80\x02}q\x00.", 6);
-    expect_fail(".pt", tmp("model.pt"), NULL, LMX_ERR_UNSUPPORTED, "pickle", NULL);
-    expect_fail("--vae .pt", lmx_src_path(single), tmp("model.pt"), LMX_ERR_UNSUPPORTED, "--vae: ", "pickle");
+    write_bytes(lmx_test_tmp("model.ckpt"), "PK\x03\x04........", 12);
+    expect_fail(".ckpt", lmx_test_tmp("model.ckpt"), NULL, LMX_ERR_UNSUPPORTED, "pickle", "safetensors");
+    write_bytes(lmx_test_tmp("model.pt"), "\x80\x02}q\x00.", 6);
+    expect_fail(".pt", lmx_test_tmp("model.pt"), NULL, LMX_ERR_UNSUPPORTED, "pickle", NULL);
+    expect_fail("--vae .pt", lmx_src_path(single), lmx_test_tmp("model.pt"), LMX_ERR_UNSUPPORTED, "--vae: ", "pickle");
 
     /* other architectures */
     o.add = "conditioner.embedders.0.transformer.text_model.embeddings.position_ids";
-    if (rewrite(single, tmp("sdxl.safetensors"), &o))
-        expect_fail("SDXL file", tmp("sdxl.safetensors"), NULL, LMX_ERR_UNSUPPORTED, "SDXL", NULL);
+    if (rewrite(single, lmx_test_tmp("sdxl.safetensors"), &o))
+        expect_fail("SDXL file", lmx_test_tmp("sdxl.safetensors"), NULL, LMX_ERR_UNSUPPORTED, "SDXL", NULL);
     o.add = "cond_stage_model.model.positional_embedding";
-    if (rewrite(single, tmp("sd2.safetensors"), &o))
-        expect_fail("SD2 file", tmp("sd2.safetensors"), NULL, LMX_ERR_UNSUPPORTED, "SD2", NULL);
+    if (rewrite(single, lmx_test_tmp("sd2.safetensors"), &o))
+        expect_fail("SD2 file", lmx_test_tmp("sd2.safetensors"), NULL, LMX_ERR_UNSUPPORTED, "SD2", NULL);
     o.add = NULL;
     st_file *f = NULL;
     CHECK_OK(st_open(&f, lmx_src_path(single)));
@@ -413,8 +398,8 @@ static void test_single_files(st_file *g) {
         if (p) snprintf(j, sizeof j, "%.*s\"cross_attention_dim\": 1024%s", (int)(p - ucfg), ucfg, p + strlen(key));
         o.meta_key = "loramix.unet_config";
         o.meta_val = j;
-        if (p && rewrite(single, tmp("sd2meta.safetensors"), &o))
-            expect_fail("SD2 by width", tmp("sd2meta.safetensors"), NULL, LMX_ERR_UNSUPPORTED, "SD2", "1024");
+        if (p && rewrite(single, lmx_test_tmp("sd2meta.safetensors"), &o))
+            expect_fail("SD2 by width", lmx_test_tmp("sd2meta.safetensors"), NULL, LMX_ERR_UNSUPPORTED, "SD2", "1024");
         o.meta_key = o.meta_val = NULL;
     }
     st_close(f);
@@ -427,18 +412,18 @@ static void test_single_files(st_file *g) {
         CHECK_OK(st_writer_create(&w));
         st_writer_add(w, "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", ST_F32, 2, sa, a);
         st_writer_add(w, "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight", ST_F32, 2, sb, b);
-        CHECK_OK(st_writer_finish(w, tmp("lora.safetensors")));
+        CHECK_OK(st_writer_finish(w, lmx_test_tmp("lora.safetensors")));
         st_writer_free(w);
-        expect_fail("LoRA as model", tmp("lora.safetensors"), NULL, LMX_ERR_FORMAT, "LoRA", NULL);
+        expect_fail("LoRA as model", lmx_test_tmp("lora.safetensors"), NULL, LMX_ERR_FORMAT, "LoRA", NULL);
     }
 
     /* extra tensors: loaded, with a warning naming them */
     o.add = "model.diffusion_model.extra_thing.weight";
-    if (rewrite(single, tmp("extra.safetensors"), &o)) {
+    if (rewrite(single, lmx_test_tmp("extra.safetensors"), &o)) {
         sd_model *m = NULL;
         g_warn[0] = 0;
         lmx_log_set(LMX_LOG_WARN, warn_cb, NULL);
-        CHECK_OK(sd_model_load(&m, tmp("extra.safetensors"), NULL));
+        CHECK_OK(sd_model_load(&m, lmx_test_tmp("extra.safetensors"), NULL));
         lmx_log_set(LMX_LOG_ERROR, NULL, NULL);
         CHECK(strstr(g_warn, "unet: 1 unexpected tensor ignored") && strstr(g_warn, "extra_thing"),
               "extra tensor warning: %s", g_warn);
@@ -448,17 +433,17 @@ static void test_single_files(st_file *g) {
 
     /* fp32 and bf16 copies */
     o.dtype = ST_F32;
-    if (rewrite(single, tmp("fp32.safetensors"), &o)) {
+    if (rewrite(single, lmx_test_tmp("fp32.safetensors"), &o)) {
         sd_model *m = NULL;
-        CHECK_OK(sd_model_load(&m, tmp("fp32.safetensors"), NULL));
+        CHECK_OK(sd_model_load(&m, lmx_test_tmp("fp32.safetensors"), NULL));
         if (m) check_text("fp32 single file: text", m, g, 1e-4);
         if (m) check_decode("fp32 single file: decode", m->vae, g, 1e-3);
         sd_model_free(m);
     }
     o.dtype = ST_BF16;
-    if (rewrite(single, tmp("bf16.safetensors"), &o)) {
+    if (rewrite(single, lmx_test_tmp("bf16.safetensors"), &o)) {
         sd_model *m = NULL;
-        CHECK_OK(sd_model_load(&m, tmp("bf16.safetensors"), NULL));
+        CHECK_OK(sd_model_load(&m, lmx_test_tmp("bf16.safetensors"), NULL));
         if (m) check_decode("bf16 single file: decode (loose)", m->vae, g, 0.2);
         sd_model_free(m);
     }
@@ -466,27 +451,27 @@ static void test_single_files(st_file *g) {
 
     /* older text-encoder spelling */
     o.rename = old_text;
-    if (rewrite(single, tmp("oldtext.safetensors"), &o)) {
+    if (rewrite(single, lmx_test_tmp("oldtext.safetensors"), &o)) {
         sd_model *m = NULL;
-        CHECK_OK(sd_model_load(&m, tmp("oldtext.safetensors"), NULL));
+        CHECK_OK(sd_model_load(&m, lmx_test_tmp("oldtext.safetensors"), NULL));
         if (m) check_text("cond_stage_model.transformer.* spelling", m, g, 1e-4);
         sd_model_free(m);
     }
 
     /* --vae with bare encoder./decoder. keys, and with a "vae." prefix */
     o.rename = bare_vae;
-    if (rewrite(single, tmp("bare_vae.safetensors"), &o)) {
+    if (rewrite(single, lmx_test_tmp("bare_vae.safetensors"), &o)) {
         sd_model *m = NULL;
-        CHECK_OK(sd_model_load(&m, lmx_src_path(FIX "tiny-sd"), &(sd_load_opts){.vae_path = tmp("bare_vae.safetensors"),
+        CHECK_OK(sd_model_load(&m, lmx_src_path(FIX "tiny-sd"), &(sd_load_opts){.vae_path = lmx_test_tmp("bare_vae.safetensors"),
                                                                               .vae_encoder = 1}));
         if (m) check_decode("--vae bare LDM keys", m->vae, g, 1e-3);
         CHECK(m && vae_has_encoder(m->vae), "bare VAE encoder");
         sd_model_free(m);
     }
     o.rename = vae_dot;
-    if (rewrite(single, tmp("dot_vae.safetensors"), &o)) {
+    if (rewrite(single, lmx_test_tmp("dot_vae.safetensors"), &o)) {
         sd_model *m = NULL;
-        CHECK_OK(sd_model_load(&m, lmx_src_path(single), &(sd_load_opts){.vae_path = tmp("dot_vae.safetensors")}));
+        CHECK_OK(sd_model_load(&m, lmx_src_path(single), &(sd_load_opts){.vae_path = lmx_test_tmp("dot_vae.safetensors")}));
         if (m) check_decode("--vae vae.* keys", m->vae, g, 1e-3);
         CHECK(m && !vae_has_encoder(m->vae), "encoder loaded though vae_encoder = 0");
         sd_model_free(m);
@@ -495,11 +480,11 @@ static void test_single_files(st_file *g) {
 
     /* a diffusers VAE file without a config.json beside it */
     o.keep_meta = 0;
-    if (rewrite(FIX "tiny-sd/vae/diffusion_pytorch_model.safetensors", tmp("lonely.safetensors"), &o))
-        expect_fail("--vae diffusers file without config", lmx_src_path(single), tmp("lonely.safetensors"), LMX_ERR_IO,
+    if (rewrite(FIX "tiny-sd/vae/diffusion_pytorch_model.safetensors", lmx_test_tmp("lonely.safetensors"), &o))
+        expect_fail("--vae diffusers file without config", lmx_src_path(single), lmx_test_tmp("lonely.safetensors"), LMX_ERR_IO,
                     "config.json beside them", NULL);
     o.keep_meta = 1;
-    expect_fail("--vae missing", lmx_src_path(single), tmp("nothing.safetensors"), LMX_ERR_IO, "--vae: ", NULL);
+    expect_fail("--vae missing", lmx_src_path(single), lmx_test_tmp("nothing.safetensors"), LMX_ERR_IO, "--vae: ", NULL);
 }
 
 /* Hyper-parameters from shapes, against the folder's configs. */
@@ -628,11 +613,7 @@ static void sweep(const char *what, const char *path) {
 
 int main(void) {
     double t0 = lmx_now();
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/lmx_model_load_XXXXXX");
-    if (!mkdtemp(g_tmp)) {
-        fprintf(stderr, "mkdtemp failed\n");
-        return 1;
-    }
+    if (!lmx_test_tmpdir(NULL, "model_load")) return lmx_test_finish();
     st_file *g = lmx_golden_open(lmx_src_path(GOLDEN));
     lmx_log_set(LMX_LOG_ERROR, NULL, NULL); /* keep the expected warnings quiet */
     test_folders();
@@ -641,7 +622,7 @@ int main(void) {
     sweep("alloc sweep, folder", lmx_src_path(FIX "tiny-sd"));
     sweep("alloc sweep, single file", lmx_src_path(FIX "tiny-sd.safetensors"));
     st_close(g);
-    nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    lmx_test_tmpdir_remove();
     printf("time %.2f s\n", lmx_now() - t0);
     return lmx_test_finish();
 }

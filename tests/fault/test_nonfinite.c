@@ -26,21 +26,6 @@
 #define FIX "tests/fixtures/models/tiny-sd/"
 #define CHAR1 "tests/fixtures/compose/character_1.safetensors"
 
-static char g_tmp[256];
-
-static const char *tmp(const char *rel) {
-    static char buf[8][600];
-    static int k = 0;
-    k = (k + 1) & 7;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_tmp, rel);
-    return buf[k];
-}
-
-static int rm_cb(const char *p, const struct stat *s, int flag, struct FTW *f) {
-    (void)s, (void)flag, (void)f;
-    return remove(p);
-}
-
 /* Copy src (a fixture) to dst with every value of the tensors whose name
  * contains `which` and `also` (NULL: any) (the first such tensor only when
  * first_only) set to v. */
@@ -73,7 +58,7 @@ done:
 static void link_fix(const char *fix_rel, const char *tmp_rel) {
     char src[600];
     snprintf(src, sizeof src, "%s", lmx_src_path(fix_rel));
-    if (symlink(src, tmp(tmp_rel)) != 0) fprintf(stderr, "symlink %s: failed\n", tmp_rel);
+    if (symlink(src, lmx_test_tmp(tmp_rel)) != 0) fprintf(stderr, "symlink %s: failed\n", tmp_rel);
 }
 
 /* A copy of the tiny model in tmp/name with component `bad` ("unet" or
@@ -81,7 +66,7 @@ static void link_fix(const char *fix_rel, const char *tmp_rel) {
 static int make_model(const char *name, const char *bad, const char *file, const char *which) {
     static const char *comp[] = {"model_index.json", "scheduler", "tokenizer", "vae", "unet", "text_encoder"};
     char p[300], s[300];
-    mkdir(tmp(name), 0755);
+    mkdir(lmx_test_tmp(name), 0755);
     for (int i = 0; i < 6; i++) {
         snprintf(p, sizeof p, "%s/%s", name, comp[i]);
         snprintf(s, sizeof s, FIX "%s", comp[i]);
@@ -89,13 +74,13 @@ static int make_model(const char *name, const char *bad, const char *file, const
             link_fix(s, p);
             continue;
         }
-        mkdir(tmp(p), 0755);
+        mkdir(lmx_test_tmp(p), 0755);
         snprintf(p, sizeof p, "%s/%s/config.json", name, bad);
         snprintf(s, sizeof s, FIX "%s/config.json", bad);
         link_fix(s, p);
         snprintf(p, sizeof p, "%s/%s/%s", name, bad, file);
         snprintf(s, sizeof s, FIX "%s/%s", bad, file);
-        if (!poison(s, tmp(p), which, NULL, 0, NAN)) return 0;
+        if (!poison(s, lmx_test_tmp(p), which, NULL, 0, NAN)) return 0;
     }
     return 1;
 }
@@ -140,10 +125,10 @@ static void expect_numeric(const char *what, const char *model, const char *lora
 /* The CLI: exit 1..123 and no PNG. */
 static void expect_cli(const char *what, const char *args) {
     char cmd[2048];
-    const char *out = tmp("cli.png");
+    const char *out = lmx_test_tmp("cli.png");
     remove(out);
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s/loramix' generate -q -p 'a photo' -W 64 -H 64 --steps 3 %s -o '%s' 2>'%s'",
-             LMX_SOURCE_DIR, LMX_BINARY_DIR, args, out, tmp("cli.err"));
+             LMX_SOURCE_DIR, LMX_BINARY_DIR, args, out, lmx_test_tmp("cli.err"));
     int rc = system(cmd);
     int ex = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
     CHECK(ex > 0 && ex < 124, "%s: CLI exit %d, want an error exit", what, ex);
@@ -151,35 +136,31 @@ static void expect_cli(const char *what, const char *args) {
 }
 
 int main(void) {
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/lmx_nonfinite_XXXXXX");
-    if (!mkdtemp(g_tmp)) {
-        fprintf(stderr, "mkdtemp failed\n");
-        return 1;
-    }
+    if (!lmx_test_tmpdir(NULL, "nonfinite")) return lmx_test_finish();
     lmx_log_set(LMX_LOG_ERROR, NULL, NULL);
     int ok = make_model("nan-unet", "unet", "diffusion_pytorch_model.safetensors", "conv_in.weight") &&
              make_model("nan-text", "text_encoder", "model.safetensors", "final_layer_norm.weight") &&
-             poison(CHAR1, tmp("inf_up.safetensors"), "lora_up", "lora_unet", 1, INFINITY) &&
-             poison(CHAR1, tmp("inf_te.safetensors"), "lora_up", "lora_te", 1, INFINITY);
+             poison(CHAR1, lmx_test_tmp("inf_up.safetensors"), "lora_up", "lora_unet", 1, INFINITY) &&
+             poison(CHAR1, lmx_test_tmp("inf_te.safetensors"), "lora_up", "lora_te", 1, INFINITY);
     CHECK(ok, "could not write the hostile fixtures");
     if (ok) {
         char a[1400];
         /* The default scheduler (PNDM) makes 4 UNet calls for 3 steps; the
          * message counts steps as asked for, as the progress does. */
-        expect_numeric("NaN UNet weight", tmp("nan-unet"), NULL, NULL, "step 1 of 3: the latents became NaN/Inf",
+        expect_numeric("NaN UNet weight", lmx_test_tmp("nan-unet"), NULL, NULL, "step 1 of 3: the latents became NaN/Inf",
                        NULL);
-        expect_numeric("NaN text encoder weight", tmp("nan-text"), NULL, NULL, "text encoder", "NaN/Inf");
-        expect_numeric("Inf in lora_up", lmx_src_path("tests/fixtures/models/tiny-sd"), tmp("inf_up.safetensors"),
+        expect_numeric("NaN text encoder weight", lmx_test_tmp("nan-text"), NULL, NULL, "text encoder", "NaN/Inf");
+        expect_numeric("Inf in lora_up", lmx_src_path("tests/fixtures/models/tiny-sd"), lmx_test_tmp("inf_up.safetensors"),
                        "hostile", "step 1 of 3: the latents became NaN/Inf; LoRAs active: hostile",
                        "LoRA 'hostile' holds NaN/Inf");
         expect_numeric("Inf in a text-encoder lora_up", lmx_src_path("tests/fixtures/models/tiny-sd"),
-                       tmp("inf_te.safetensors"), "hostile", "text encoder: the prompt embeddings became NaN/Inf",
+                       lmx_test_tmp("inf_te.safetensors"), "hostile", "text encoder: the prompt embeddings became NaN/Inf",
                        "LoRA 'hostile' holds NaN/Inf");
-        snprintf(a, sizeof a, "-m '%s'", tmp("nan-unet"));
+        snprintf(a, sizeof a, "-m '%s'", lmx_test_tmp("nan-unet"));
         expect_cli("CLI, NaN UNet", a);
-        snprintf(a, sizeof a, "-m tests/fixtures/models/tiny-sd --lora '%s'", tmp("inf_up.safetensors"));
+        snprintf(a, sizeof a, "-m tests/fixtures/models/tiny-sd --lora '%s'", lmx_test_tmp("inf_up.safetensors"));
         expect_cli("CLI, Inf LoRA", a);
     }
-    nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    lmx_test_tmpdir_remove();
     return lmx_test_finish();
 }
